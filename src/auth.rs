@@ -1,0 +1,1 @@
+//! auth (scaffold: to be written).

@@ -1,0 +1,1 @@
+//! config (scaffold: to be written).

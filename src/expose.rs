@@ -1,0 +1,1 @@
+//! expose (scaffold: to be written).

@@ -1,0 +1,1 @@
+//! histogram (scaffold: to be written).

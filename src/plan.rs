@@ -1,0 +1,1 @@
+//! plan (scaffold: to be written).

@@ -1,0 +1,1 @@
+//! queue (scaffold: to be written).

@@ -1,0 +1,1 @@
+//! record (scaffold: to be written).

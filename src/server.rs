@@ -1,0 +1,1 @@
+//! server (scaffold: to be written).

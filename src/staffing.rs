@@ -1,0 +1,1 @@
+//! staffing (scaffold: to be written).

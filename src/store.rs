@@ -1,0 +1,1 @@
+//! store (scaffold: to be written).

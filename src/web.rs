@@ -1,0 +1,1 @@
+//! web (scaffold: to be written).

@@ -1,0 +1,1 @@
+//! webconfig (scaffold: to be written).

@@ -1,1 +1,688 @@
-//! config (scaffold: to be written).
+//! Configuration: command-line flags (each with an `ACQUIRE_EXPORTER_*` env var) and the YAML
+//! config file, parsed strictly (unknown keys are errors).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::staffing::Target;
+
+/// Default wait-time buckets, in seconds: a few seconds to 30 minutes, with the usual
+/// service-level thresholds (15, 20, 30, 60, 120, 300 s) as exact boundaries.
+pub const DEFAULT_WAIT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0,
+    1200.0, 1800.0,
+];
+
+/// Default chat-duration buckets, in seconds: 30 s to 4 h.
+pub const DEFAULT_DURATION_BUCKETS: &[f64] = &[
+    30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0,
+    7200.0, 10800.0, 14400.0,
+];
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "acquire-exporter",
+    version,
+    about = "Prometheus exporter for Acquire chat webhooks: wait and duration histograms by department and agent role",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A subcommand; without one the exporter runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of the exporter itself.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands besides running the exporter.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Answer the staffing question offline: agents needed for an arrival rate, a handle time
+    /// and a service-level target (Erlang C).
+    Plan(crate::plan::PlanArgs),
+    /// Exit 0 when the exporter at URL answers its health check (for container health checks).
+    Healthcheck {
+        /// The health endpoint to ask.
+        #[arg(long, default_value = "http://127.0.0.1:9867/-/healthy")]
+        url: String,
+    },
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How hard a commit is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SyncMode {
+    /// A commit is written to the operating system before the 200: it survives a crash of the
+    /// process (kill -9), not a power loss (SQLite `synchronous=NORMAL` in WAL mode).
+    Normal,
+    /// Each group commit is also flushed to disk (fsync): it survives a power loss too.
+    Full,
+}
+
+/// Flags of the exporter.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Address to listen on for the webhook, /metrics and the landing page.
+    #[arg(
+        long = "web.listen-address",
+        env = "ACQUIRE_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = "0.0.0.0:9867"
+    )]
+    pub listen_address: SocketAddr,
+
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "ACQUIRE_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: String,
+
+    /// Exporter-toolkit web config file (TLS, basic auth for /metrics).
+    #[arg(long = "web.config.file", env = "ACQUIRE_EXPORTER_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Maximum number of open connections; more wait in the kernel's backlog.
+    #[arg(
+        long = "web.max-connections",
+        env = "ACQUIRE_EXPORTER_WEB_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request's headers (protects against slow clients).
+    #[arg(long = "web.header-timeout", env = "ACQUIRE_EXPORTER_WEB_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time a request may take from its headers to the answer, body read included.
+    #[arg(long = "web.request-timeout", env = "ACQUIRE_EXPORTER_WEB_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Path of the webhook receiver (the URL to set in Acquire's webhook settings).
+    #[arg(
+        long = "webhook.path",
+        env = "ACQUIRE_EXPORTER_WEBHOOK_PATH",
+        default_value = "/webhook"
+    )]
+    pub webhook_path: String,
+
+    /// Largest webhook body accepted, in bytes; larger ones get 413.
+    #[arg(
+        long = "webhook.max-body-bytes",
+        env = "ACQUIRE_EXPORTER_WEBHOOK_MAX_BODY_BYTES",
+        default_value_t = 64 * 1024
+    )]
+    pub max_body_bytes: usize,
+
+    /// Shared token senders must present (`?token=` or `Authorization: Bearer`).
+    #[arg(long = "webhook.token", env = "ACQUIRE_EXPORTER_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the shared token.
+    #[arg(
+        long = "webhook.token-file",
+        env = "ACQUIRE_EXPORTER_WEBHOOK_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
+
+    /// Secret for the HMAC-SHA256 body signature in `x-acquire-signature`.
+    #[arg(
+        long = "webhook.hmac-secret",
+        env = "ACQUIRE_EXPORTER_WEBHOOK_HMAC_SECRET",
+        hide_env_values = true
+    )]
+    pub hmac_secret: Option<String>,
+
+    /// File holding the HMAC secret.
+    #[arg(
+        long = "webhook.hmac-secret-file",
+        env = "ACQUIRE_EXPORTER_WEBHOOK_HMAC_SECRET_FILE",
+        conflicts_with = "hmac_secret"
+    )]
+    pub hmac_secret_file: Option<PathBuf>,
+
+    /// YAML config file (buckets, department names, limits); embedded defaults without it.
+    #[arg(long = "config.file", env = "ACQUIRE_EXPORTER_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Check the configuration and exit: 0 when valid, 1 with the problem otherwise.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+
+    /// Folder of the durable state (an SQLite database).
+    #[arg(
+        long = "storage.path",
+        env = "ACQUIRE_EXPORTER_STORAGE_PATH",
+        default_value = "data/"
+    )]
+    pub storage_path: PathBuf,
+
+    /// Keep state in memory only: nothing survives a restart.
+    #[arg(long = "storage.in-memory", env = "ACQUIRE_EXPORTER_STORAGE_IN_MEMORY")]
+    pub in_memory: bool,
+
+    /// Durability of a commit: `normal` survives a process crash, `full` a power loss too.
+    #[arg(
+        long = "storage.sync",
+        env = "ACQUIRE_EXPORTER_STORAGE_SYNC",
+        value_enum,
+        default_value = "normal"
+    )]
+    pub sync: SyncMode,
+
+    /// With --storage.in-memory: how long a delivered event is remembered to drop retries.
+    #[arg(long = "storage.dedup-window", env = "ACQUIRE_EXPORTER_STORAGE_DEDUP_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub dedup_window: Duration,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(
+        long = "log.level",
+        env = "ACQUIRE_EXPORTER_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long = "log.format", env = "ACQUIRE_EXPORTER_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// The config file, as written by the user. Every key is optional; unknown keys are errors.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Department id to the name used as the `department` label.
+    #[serde(default)]
+    pub departments: BTreeMap<String, String>,
+    /// Classic histogram buckets.
+    #[serde(default)]
+    pub buckets: BucketsConfig,
+    /// Native histogram resolution.
+    #[serde(default)]
+    pub native_histograms: NativeConfig,
+    /// Caps on label values.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Exemplars on the chat histograms.
+    #[serde(default)]
+    pub exemplars: ExemplarsConfig,
+    /// The live queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// The staffing estimate.
+    #[serde(default)]
+    pub staffing: StaffingConfig,
+}
+
+/// `buckets:` in the config file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BucketsConfig {
+    /// Upper bounds for `acquire_chat_wait_time_seconds`, in seconds.
+    pub wait_time: Option<Vec<f64>>,
+    /// Upper bounds for `acquire_chat_duration_seconds`, in seconds.
+    pub duration: Option<Vec<f64>>,
+}
+
+/// `native_histograms:` in the config file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct NativeConfig {
+    /// Expose native histograms (protobuf scrapes only).
+    pub enabled: bool,
+    /// Largest ratio between neighbouring bucket bounds (1.1 = 10 % resolution).
+    pub bucket_factor: f64,
+    /// Most buckets per series; past it the resolution halves.
+    pub max_buckets: usize,
+}
+
+impl Default for NativeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bucket_factor: 1.1,
+            max_buckets: 160,
+        }
+    }
+}
+
+/// `limits:` in the config file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Distinct `department` values before new ones are recorded as `other`.
+    pub max_departments: usize,
+    /// Distinct `agent_role` values before new ones are recorded as `other`.
+    pub max_agent_roles: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_departments: 200,
+            max_agent_roles: 50,
+        }
+    }
+}
+
+/// `exemplars:` in the config file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExemplarsConfig {
+    /// Attach the chat id of the latest observation to each bucket.
+    pub enabled: bool,
+}
+
+impl Default for ExemplarsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `queue:` in the config file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// A waiting chat with no accept or close after this long is dropped and counted as expired.
+    #[serde(with = "duration_text")]
+    pub expire_after: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            expire_after: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+/// `staffing:` in the config file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaffingConfig {
+    /// The sliding window for arrival rates and handle times.
+    #[serde(with = "duration_text")]
+    pub window: Duration,
+    /// Service-level targets such as `80%/60s`.
+    pub targets: Vec<String>,
+    /// Chats one agent handles at once.
+    pub concurrency: f64,
+}
+
+impl Default for StaffingConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(3600),
+            targets: vec!["80%/60s".to_owned()],
+            concurrency: 1.0,
+        }
+    }
+}
+
+/// The configuration the exporter runs with: the file's values checked and filled with defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Department id to label name.
+    pub departments: BTreeMap<String, String>,
+    /// Wait-time bucket bounds.
+    pub wait_buckets: Vec<f64>,
+    /// Duration bucket bounds.
+    pub duration_buckets: Vec<f64>,
+    /// Native histogram factor and cap, when enabled.
+    pub native: Option<(f64, usize)>,
+    /// Cap on department values.
+    pub max_departments: usize,
+    /// Cap on agent-role values.
+    pub max_agent_roles: usize,
+    /// Exemplars on or off.
+    pub exemplars: bool,
+    /// Queue expiry.
+    pub queue_expire_after: Duration,
+    /// Staffing window.
+    pub staffing_window: Duration,
+    /// Staffing targets.
+    pub staffing_targets: Vec<Target>,
+    /// Chats per agent.
+    pub concurrency: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from_file(FileConfig::default()).expect("the embedded defaults are valid")
+    }
+}
+
+/// A configuration problem, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has an unknown key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the field and position.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config file {path}: field `{field}`: {problem}")]
+    Invalid {
+        /// The file (`<embedded defaults>` for none).
+        path: PathBuf,
+        /// The field's path, such as `buckets.wait_time`.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Settings {
+    /// Read and check a config file; `None` gives the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Settings::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: FileConfig =
+            serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Settings::from_file(file).map_err(|(field, problem)| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem,
+        })
+    }
+
+    fn from_file(file: FileConfig) -> Result<Self, (&'static str, String)> {
+        let wait_buckets = check_buckets(
+            "buckets.wait_time",
+            file.buckets.wait_time.unwrap_or_else(|| DEFAULT_WAIT_BUCKETS.to_vec()),
+        )?;
+        let duration_buckets = check_buckets(
+            "buckets.duration",
+            file.buckets
+                .duration
+                .unwrap_or_else(|| DEFAULT_DURATION_BUCKETS.to_vec()),
+        )?;
+        let n = &file.native_histograms;
+        if !(n.bucket_factor.is_finite() && n.bucket_factor > 1.0 && n.bucket_factor <= 65536.0) {
+            return Err((
+                "native_histograms.bucket_factor",
+                format!("{} is not a factor above 1", n.bucket_factor),
+            ));
+        }
+        if n.max_buckets < 2 {
+            return Err((
+                "native_histograms.max_buckets",
+                format!("{} is too few (at least 2)", n.max_buckets),
+            ));
+        }
+        if file.limits.max_departments == 0 {
+            return Err(("limits.max_departments", "must be at least 1".to_owned()));
+        }
+        if file.limits.max_agent_roles == 0 {
+            return Err(("limits.max_agent_roles", "must be at least 1".to_owned()));
+        }
+        for (id, name) in &file.departments {
+            if name.trim().is_empty() {
+                return Err(("departments", format!("department {id:?} has an empty name")));
+            }
+            if name.len() > 128 {
+                return Err((
+                    "departments",
+                    format!("the name of department {id:?} is longer than 128 bytes"),
+                ));
+            }
+        }
+        let staffing_targets = file
+            .staffing
+            .targets
+            .iter()
+            .map(|t| Target::parse(t).map_err(|e| ("staffing.targets", e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !(file.staffing.concurrency.is_finite() && file.staffing.concurrency >= 1.0) {
+            return Err((
+                "staffing.concurrency",
+                format!("{} is not a number of chats of at least 1", file.staffing.concurrency),
+            ));
+        }
+        if file.staffing.window < Duration::from_secs(60) {
+            return Err(("staffing.window", "must be at least 1m".to_owned()));
+        }
+        if file.queue.expire_after < Duration::from_secs(60) {
+            return Err(("queue.expire_after", "must be at least 1m".to_owned()));
+        }
+        Ok(Settings {
+            departments: file.departments,
+            wait_buckets,
+            duration_buckets,
+            native: n.enabled.then_some((n.bucket_factor, n.max_buckets)),
+            max_departments: file.limits.max_departments,
+            max_agent_roles: file.limits.max_agent_roles,
+            exemplars: file.exemplars.enabled,
+            queue_expire_after: file.queue.expire_after,
+            staffing_window: file.staffing.window,
+            staffing_targets,
+            concurrency: file.staffing.concurrency,
+        })
+    }
+}
+
+fn check_buckets(field: &'static str, mut bounds: Vec<f64>) -> Result<Vec<f64>, (&'static str, String)> {
+    if bounds.is_empty() {
+        return Err((field, "needs at least one bucket bound".to_owned()));
+    }
+    if bounds.len() > 100 {
+        return Err((field, format!("{} bounds is more than 100", bounds.len())));
+    }
+    if let Some(b) = bounds.iter().find(|b| !b.is_finite() || **b <= 0.0) {
+        return Err((field, format!("{b} is not a positive number of seconds (+Inf is implicit)")));
+    }
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err((field, "bounds must be strictly increasing".to_owned()));
+    }
+    bounds.shrink_to_fit();
+    Ok(bounds)
+}
+
+/// Parse a Prometheus-style duration such as `30s`, `5m`, `1h30m`, `7d`, `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 30s, 5m, 1h30m or 7d");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86400),
+            "w" => Duration::from_secs(7 * 86400),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        let part = unit.checked_mul(u32::try_from(n).map_err(|_| bad())?).ok_or_else(bad)?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("30s", Some(30_000)),
+            ("5m", Some(300_000)),
+            ("1h30m", Some(5_400_000)),
+            ("250ms", Some(250)),
+            ("7d", Some(604_800_000)),
+            ("", None),
+            ("5", None),
+            ("m", None),
+            ("5x", None),
+            ("-5s", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(got, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn embedded_defaults_hold_the_service_level_thresholds() {
+        let s = Settings::default();
+        for t in [15.0, 20.0, 30.0, 60.0, 120.0, 300.0] {
+            assert!(s.wait_buckets.contains(&t), "{t}");
+        }
+        assert_eq!(s.wait_buckets.last(), Some(&1800.0));
+        assert_eq!(s.duration_buckets.first(), Some(&30.0));
+        assert_eq!(s.duration_buckets.last(), Some(&14400.0));
+    }
+
+    fn load_text(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load(Some(&path)).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: "config.yml".into(),
+                message,
+            },
+            ConfigError::Invalid { field, problem, .. } => ConfigError::Invalid {
+                path: "config.yml".into(),
+                field,
+                problem,
+            },
+            other => other,
+        })
+    }
+
+    #[test]
+    fn config_file_errors_name_the_field() {
+        let cases = [
+            ("unknown_top_key", "colour: blue\n", "unknown field `colour`"),
+            (
+                "unknown_nested_key",
+                "buckets:\n  wait: [1, 2]\n",
+                "unknown field `wait`",
+            ),
+            (
+                "unsorted_buckets",
+                "buckets:\n  wait_time: [5, 2]\n",
+                "field `buckets.wait_time`: bounds must be strictly increasing",
+            ),
+            (
+                "negative_bucket",
+                "buckets:\n  duration: [-1, 2]\n",
+                "field `buckets.duration`: -1 is not a positive number of seconds",
+            ),
+            (
+                "empty_department_name",
+                "departments:\n  \"12\": \"  \"\n",
+                "field `departments`: department \"12\" has an empty name",
+            ),
+            (
+                "bad_factor",
+                "native_histograms:\n  bucket_factor: 1\n",
+                "field `native_histograms.bucket_factor`",
+            ),
+            (
+                "bad_target",
+                "staffing:\n  targets: [\"fast\"]\n",
+                "field `staffing.targets`",
+            ),
+            (
+                "bad_window",
+                "staffing:\n  window: soon\n",
+                "is not a duration",
+            ),
+        ];
+        for (name, text, want) in cases {
+            let err = load_text(text).expect_err(name).to_string();
+            assert!(err.starts_with("config file config.yml"), "{name}: {err}");
+            assert!(err.contains(want), "{name}: {err:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn config_file_values_apply() {
+        let s = load_text(
+            "departments:\n  \"12\": Sales\nbuckets:\n  wait_time: [10, 60]\nlimits:\n  max_departments: 3\nstaffing:\n  targets: [\"90%/20s\", \"80%/60s\"]\n  window: 30m\n",
+        )
+        .unwrap();
+        assert_eq!(s.departments.get("12").map(String::as_str), Some("Sales"));
+        assert_eq!(s.wait_buckets, vec![10.0, 60.0]);
+        assert_eq!(s.duration_buckets, DEFAULT_DURATION_BUCKETS);
+        assert_eq!(s.max_departments, 3);
+        assert_eq!(s.staffing_targets.len(), 2);
+        assert_eq!(s.staffing_window, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn flags_parse_with_prometheus_style_names() {
+        let cli = Cli::try_parse_from([
+            "acquire-exporter",
+            "--web.listen-address=127.0.0.1:1234",
+            "--webhook.path=/hook",
+            "--storage.in-memory",
+            "--log.format=json",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.listen_address.port(), 1234);
+        assert_eq!(cli.run.webhook_path, "/hook");
+        assert!(cli.run.in_memory);
+        assert_eq!(cli.run.log_format, LogFormat::Json);
+    }
+}

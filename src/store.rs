@@ -1,1 +1,544 @@
-//! store (scaffold: to be written).
+//! Admit: de-duplicate and make durable. An event is acknowledged only after it is committed.
+//!
+//! The durable store is an SQLite database in WAL mode, written by one thread that takes every
+//! delivery waiting in its queue and commits them in one transaction (group commit): the cost of a
+//! commit is paid per batch, not per request. De-duplication is the table's unique key
+//! (account, event type, chat id), so it holds across restarts. Rows hold ids, the department id,
+//! the agent role and times: never names, e-mails or phones.
+//!
+//! The memory-only store remembers keys for a window (two generations of a hash set) and nothing
+//! survives a restart.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::SyncMode;
+use crate::decode::EventKind;
+
+/// The most deliveries one group commit takes.
+const MAX_BATCH: usize = 4096;
+
+/// What is kept of an admitted event: what the metrics need, nothing personal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// `ChatStart`, `ChatAccept` or `ChatClose`.
+    pub kind: EventKind,
+    /// Account id (`""` when the vendor sent none).
+    pub account_id: String,
+    /// Chat id.
+    pub chat_id: String,
+    /// When the exporter received it, in milliseconds since the Unix epoch.
+    pub received_ms: i64,
+    /// Department id, `""` for none.
+    pub department_id: String,
+    /// Normalised agent role, if any.
+    pub agent_role: Option<String>,
+    /// Agent id (`agent-15111`), if any.
+    pub agent_id: Option<String>,
+    /// Wait in seconds, if any.
+    pub wait_seconds: Option<f64>,
+    /// Duration in seconds, if any.
+    pub duration_seconds: Option<f64>,
+}
+
+/// The store's verdict on one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// First delivery of this event: committed; count it.
+    New,
+    /// This event was admitted before: change nothing.
+    Duplicate,
+}
+
+/// A failure of the store itself (never the client's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The storage folder could not be created.
+    #[error("storage folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer version of the exporter.
+    #[error("storage {path}: schema version {found} is newer than this exporter's ({supported})")]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// Version found.
+        found: i64,
+        /// Version this build writes.
+        supported: i64,
+    },
+    /// The writer thread is gone (shutting down).
+    #[error("storage is shut down")]
+    Closed,
+}
+
+/// Result alias of this module.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The admission store, durable or memory-only.
+#[derive(Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Sqlite(SqliteHandle),
+    Memory(Mutex<MemoryDedup>),
+}
+
+#[derive(Debug)]
+struct SqliteHandle {
+    tx: mpsc::Sender<Msg>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+/// A message to the writer thread.
+enum Msg {
+    /// Commit this event and answer.
+    Admit(Job),
+    /// Commit what is queued, then stop.
+    Shutdown,
+}
+
+type Job = (StoredEvent, oneshot::Sender<Result<Admission>>);
+
+/// Commit statistics, for the exporter's own metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitStats {
+    /// Events in the batch.
+    pub batch: usize,
+    /// Seconds the transaction took.
+    pub seconds: f64,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+impl Store {
+    /// A memory-only store that drops retries of an event seen within `window`.
+    pub fn in_memory(window: Duration) -> Self {
+        Store {
+            backend: Backend::Memory(Mutex::new(MemoryDedup::new(window))),
+        }
+    }
+
+    /// Open (or create) the database in `folder`, call `replay` with every stored event in the order
+    /// it was admitted, then start the writer thread. `on_commit` is called after each commit.
+    pub fn open(
+        folder: &Path,
+        sync: SyncMode,
+        mut replay: impl FnMut(&StoredEvent),
+        on_commit: impl Fn(CommitStats) + Send + 'static,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
+            path: folder.to_owned(),
+            source,
+        })?;
+        let path = folder.join("acquire-exporter.sqlite");
+        let conn = open_connection(&path, sync)?;
+        replay_all(&conn, &mut replay)?;
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(conn, rx, on_commit))
+            .map_err(|source| StoreError::Folder {
+                path: folder.to_owned(),
+                source,
+            })?;
+        Ok(Store {
+            backend: Backend::Sqlite(SqliteHandle {
+                tx,
+                thread: Mutex::new(Some(thread)),
+                path,
+            }),
+        })
+    }
+
+    /// Where the state lives, if on disk.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(h) => Some(&h.path),
+            Backend::Memory(_) => None,
+        }
+    }
+
+    /// Admit one event: `New` once it is committed, `Duplicate` if it was admitted before.
+    pub async fn admit(&self, event: StoredEvent) -> Result<Admission> {
+        match &self.backend {
+            Backend::Memory(dedup) => {
+                let mut dedup = dedup.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(if dedup.insert(&event, Instant::now()) {
+                    Admission::New
+                } else {
+                    Admission::Duplicate
+                })
+            }
+            Backend::Sqlite(h) => {
+                let (reply, answer) = oneshot::channel();
+                h.tx.send(Msg::Admit((event, reply)))
+                    .await
+                    .map_err(|_| StoreError::Closed)?;
+                answer.await.map_err(|_| StoreError::Closed)?
+            }
+        }
+    }
+
+    /// Stop taking events, commit what is queued and close the database.
+    pub async fn close(&self) {
+        if let Backend::Sqlite(h) = &self.backend {
+            let thread = h.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some(thread) = thread else { return };
+            let _ = h.tx.send(Msg::Shutdown).await;
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn empty_event() -> StoredEvent {
+    StoredEvent {
+        kind: EventKind::Unknown,
+        account_id: String::new(),
+        chat_id: String::new(),
+        received_ms: 0,
+        department_id: String::new(),
+        agent_role: None,
+        agent_id: None,
+        wait_seconds: None,
+        duration_seconds: None,
+    }
+}
+
+fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
+        },
+    )?;
+    // A small page cache keeps the resident memory low; the OS caches the file.
+    conn.pragma_update(None, "cache_size", -4096)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Schema {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS events (
+             seq INTEGER PRIMARY KEY,
+             account_id TEXT NOT NULL,
+             kind INTEGER NOT NULL,
+             chat_id TEXT NOT NULL,
+             received_ms INTEGER NOT NULL,
+             department_id TEXT NOT NULL,
+             agent_role TEXT,
+             agent_id TEXT,
+             wait_seconds REAL,
+             duration_seconds REAL
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (account_id, kind, chat_id);
+         PRAGMA user_version = 1;",
+    )?;
+    Ok(conn)
+}
+
+fn kind_code(kind: EventKind) -> i64 {
+    match kind {
+        EventKind::ChatStart => 1,
+        EventKind::ChatAccept => 2,
+        EventKind::ChatClose => 3,
+        EventKind::ChatMessage => 4,
+        EventKind::Unknown => 0,
+    }
+}
+
+fn kind_from_code(code: i64) -> EventKind {
+    match code {
+        1 => EventKind::ChatStart,
+        2 => EventKind::ChatAccept,
+        3 => EventKind::ChatClose,
+        4 => EventKind::ChatMessage,
+        _ => EventKind::Unknown,
+    }
+}
+
+fn replay_all(conn: &Connection, replay: &mut impl FnMut(&StoredEvent)) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT kind, account_id, chat_id, received_ms, department_id, agent_role, agent_id,
+                wait_seconds, duration_seconds
+         FROM events ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    // One event reused for every row: replaying a million rows allocates nothing per row but
+    // the strings' growth.
+    let mut event = empty_event();
+    while let Some(row) = rows.next()? {
+        event.kind = kind_from_code(row.get(0)?);
+        copy_text(&mut event.account_id, row.get_ref(1)?.as_str()?);
+        copy_text(&mut event.chat_id, row.get_ref(2)?.as_str()?);
+        event.received_ms = row.get(3)?;
+        copy_text(&mut event.department_id, row.get_ref(4)?.as_str()?);
+        copy_opt(&mut event.agent_role, row.get_ref(5)?.as_str_or_null()?);
+        copy_opt(&mut event.agent_id, row.get_ref(6)?.as_str_or_null()?);
+        event.wait_seconds = row.get(7)?;
+        event.duration_seconds = row.get(8)?;
+        replay(&event);
+    }
+    Ok(())
+}
+
+fn copy_text(to: &mut String, from: &str) {
+    to.clear();
+    to.push_str(from);
+}
+
+fn copy_opt(to: &mut Option<String>, from: Option<&str>) {
+    match (to.as_mut(), from) {
+        (Some(s), Some(f)) => copy_text(s, f),
+        (_, f) => *to = f.map(str::to_owned),
+    }
+}
+
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, on_commit: impl Fn(CommitStats)) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut stopping = false;
+    while !stopping {
+        match rx.blocking_recv() {
+            Some(Msg::Admit(job)) => batch.push(job),
+            Some(Msg::Shutdown) | None => stopping = true,
+        }
+        // Take everything already queued: one commit for all of it. At shutdown, drain it all.
+        while stopping || batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Admit(job)) => batch.push(job),
+                Ok(Msg::Shutdown) => stopping = true,
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = commit(&mut conn, &batch);
+        let seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(admissions) => {
+                on_commit(CommitStats {
+                    batch: batch.len(),
+                    seconds,
+                });
+                for ((_, reply), admission) in batch.drain(..).zip(admissions) {
+                    let _ = reply.send(Ok(admission));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = batch.len(), "storage commit failed; the deliveries get 503 and the sender retries");
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(StoreError::Sqlite(clone_error(&e))));
+                }
+            }
+        }
+    }
+    rx.close();
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "storage checkpoint at shutdown failed");
+    }
+}
+
+fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
+}
+
+fn commit(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Admission>> {
+    let tx = conn.transaction()?;
+    let mut out = Vec::with_capacity(batch.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (account_id, kind, chat_id, received_ms, department_id,
+                                 agent_role, agent_id, wait_seconds, duration_seconds)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (account_id, kind, chat_id) DO NOTHING",
+        )?;
+        for (e, _) in batch {
+            let changed = insert.execute(params![
+                e.account_id,
+                kind_code(e.kind),
+                e.chat_id,
+                e.received_ms,
+                e.department_id,
+                e.agent_role,
+                e.agent_id,
+                e.wait_seconds,
+                e.duration_seconds,
+            ])?;
+            out.push(if changed == 1 {
+                Admission::New
+            } else {
+                Admission::Duplicate
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Count the stored events (for tests and diagnostics).
+pub fn count_stored(folder: &Path) -> Result<i64> {
+    let conn = Connection::open(folder.join("acquire-exporter.sqlite"))?;
+    Ok(conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Remembers event keys for a window, in two generations: a key lives between one and two
+/// windows, and memory is bounded by the traffic of two windows (8 bytes a key).
+#[derive(Debug)]
+struct MemoryDedup {
+    hasher: RandomState,
+    current: HashSet<u64>,
+    previous: HashSet<u64>,
+    rotated: Instant,
+    window: Duration,
+}
+
+impl MemoryDedup {
+    fn new(window: Duration) -> Self {
+        MemoryDedup {
+            hasher: RandomState::new(),
+            current: HashSet::new(),
+            previous: HashSet::new(),
+            rotated: Instant::now(),
+            window,
+        }
+    }
+
+    /// True when the key is new. A 64-bit keyed hash stands for the key: two different events
+    /// collide with a probability near n²/2⁶⁵ (1e-8 for a million keys in a window).
+    fn insert(&mut self, e: &StoredEvent, now: Instant) -> bool {
+        if now.duration_since(self.rotated) >= self.window {
+            self.previous = std::mem::take(&mut self.current);
+            self.rotated = now;
+        }
+        let mut h = self.hasher.build_hasher();
+        (&e.account_id, kind_code(e.kind), &e.chat_id).hash(&mut h);
+        let key = h.finish();
+        !self.previous.contains(&key) && self.current.insert(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(chat: &str, wait: f64) -> StoredEvent {
+        StoredEvent {
+            kind: EventKind::ChatClose,
+            account_id: "10111".into(),
+            chat_id: chat.into(),
+            received_ms: 1_700_000_000_000,
+            department_id: "7".into(),
+            agent_role: Some("operator".into()),
+            agent_id: Some("agent-1".into()),
+            wait_seconds: Some(wait),
+            duration_seconds: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_store_deduplicates_and_replays_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal, |_| {}, |_| {}).unwrap();
+        assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::New);
+        assert_eq!(store.admit(close("2", 3.0)).await.unwrap(), Admission::New);
+        assert_eq!(store.admit(close("1", 9.0)).await.unwrap(), Admission::Duplicate);
+        let mut start = close("1", 0.0);
+        start.kind = EventKind::ChatStart;
+        assert_eq!(store.admit(start).await.unwrap(), Admission::New, "another event type of the same chat is another event");
+        store.close().await;
+        drop(store);
+
+        let mut seen = Vec::new();
+        let store = Store::open(dir.path(), SyncMode::Full, |e| seen.push(e.clone()), |_| {}).unwrap();
+        let chats: Vec<_> = seen.iter().map(|e| (e.kind, e.chat_id.as_str(), e.wait_seconds)).collect();
+        assert_eq!(
+            chats,
+            vec![
+                (EventKind::ChatClose, "1", Some(2.0)),
+                (EventKind::ChatClose, "2", Some(3.0)),
+                (EventKind::ChatStart, "1", Some(0.0)),
+            ]
+        );
+        assert_eq!(seen[0].agent_role.as_deref(), Some("operator"));
+        assert_eq!(store.admit(close("2", 3.0)).await.unwrap(), Admission::Duplicate, "de-duplication survives a restart");
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = commits.clone();
+        let store = std::sync::Arc::new(
+            Store::open(dir.path(), SyncMode::Normal, |_| {}, move |_| {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+            .unwrap(),
+        );
+        let tasks: Vec<_> = (0..2000)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.admit(close(&(i % 1000).to_string(), 1.0)).await.unwrap() })
+            })
+            .collect();
+        let mut new = 0;
+        for t in tasks {
+            if t.await.unwrap() == Admission::New {
+                new += 1;
+            }
+        }
+        assert_eq!(new, 1000, "each chat counted once");
+        assert!(commits.load(std::sync::atomic::Ordering::Relaxed) < 2000, "commits were shared");
+        store.close().await;
+        assert_eq!(count_stored(dir.path()).unwrap(), 1000);
+    }
+
+    #[tokio::test]
+    async fn memory_store_deduplicates_within_its_window() {
+        let store = Store::in_memory(Duration::from_secs(3600));
+        assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::New);
+        assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::Duplicate);
+        assert_eq!(store.admit(close("2", 2.0)).await.unwrap(), Admission::New);
+    }
+
+    #[test]
+    fn memory_dedup_forgets_after_two_windows() {
+        let mut d = MemoryDedup::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let e = close("1", 1.0);
+        assert!(d.insert(&e, t0));
+        assert!(!d.insert(&e, t0 + Duration::from_secs(15)), "still known one window later");
+        assert!(d.insert(&e, t0 + Duration::from_secs(31)), "forgotten after two windows");
+    }
+}

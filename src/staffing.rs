@@ -363,9 +363,11 @@ struct Slot {
 /// Per-department arrivals and handle times over a sliding window (default 1 h), in fixed slots
 /// (e.g. 60 one-minute slots) so memory is constant whatever the traffic.
 ///
-/// Out of order: an event goes to the slot of its own time while that slot is still inside the
-/// window reaching back from the newest event seen; an event older than that (a retry long after)
-/// is dropped and counted in [`Window::dropped`].
+/// Out of order: an event goes to the slot of its own time, so a retry minutes late still counts
+/// in its own minute. One older than the window is dropped: counted in [`Window::dropped`] when
+/// its slot already holds a newer time, and otherwise left in its stale slot, which no later
+/// window counts. Lateness is judged per slot, never against the newest event, so one timestamp
+/// far in the future costs a slot, not the rest of the window.
 ///
 /// Slots: the window ending at `now` holds the slot of `now` (partly elapsed) and the slots
 /// before it, so it spans between `slots - 1` and `slots` slot lengths; rates divide by exactly
@@ -381,7 +383,6 @@ pub struct Window {
     width: f64,
     slots: Vec<Slot>,
     start: Option<f64>,
-    newest: Option<i64>,
     dropped: u64,
 }
 
@@ -408,7 +409,6 @@ impl Window {
                 slots as usize
             ],
             start: None,
-            newest: None,
             dropped: 0,
         }
     }
@@ -428,7 +428,7 @@ impl Window {
         self.width * self.slots.len() as f64
     }
 
-    /// Events dropped because they were older than the window (or had no finite time).
+    /// Events dropped because their slot already held a newer time, or they had no finite time.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -452,15 +452,12 @@ impl Window {
             return;
         }
         let index = self.slot_index(at);
-        let len = self.slots.len() as i64;
-        let newest = self.newest.map_or(index, |newest| newest.max(index));
-        if index <= newest.saturating_sub(len) {
+        let position = self.position(index);
+        let slot = &mut self.slots[position];
+        if slot.index > index {
             self.dropped += 1;
             return;
         }
-        self.newest = Some(newest);
-        let position = self.position(index);
-        let slot = &mut self.slots[position];
         if slot.index != index {
             *slot = Slot {
                 index,
@@ -903,7 +900,9 @@ mod tests {
         w.record(7200.0, Some(100.0));
         // A retry five minutes late still counts, in its own minute.
         w.record(6900.0, Some(200.0));
-        // One from before the window reaching back from the newest event is dropped.
+        // One a window older than the newest, in the same slot as it, is dropped.
+        w.record(3600.0, Some(999.0));
+        // One older than the window in a stale slot is kept out of every later window.
         w.record(3500.0, Some(999.0));
         w.record(f64::NAN, Some(999.0));
         assert_eq!(w.dropped(), 2);
@@ -914,6 +913,19 @@ mod tests {
         // The late one leaves the window with its own minute, before the newer one.
         let (rate, handle) = w.rates(6900.0 + 3600.0);
         assert!((rate - 1.0 / 3540.0).abs() < 1e-12, "{rate}");
+        assert_eq!(handle, Some(100.0));
+    }
+
+    #[test]
+    fn window_survives_a_timestamp_far_in_the_future() {
+        let mut w = window(0.0);
+        w.record(1e9, Some(5.0));
+        for minute in 0..10 {
+            w.record(f64::from(minute) * 60.0, Some(100.0));
+        }
+        assert_eq!(w.dropped(), 0);
+        let (rate, handle) = w.rates(600.0);
+        assert!((rate - 10.0 / 600.0).abs() < 1e-12, "{rate}");
         assert_eq!(handle, Some(100.0));
     }
 

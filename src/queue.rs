@@ -72,6 +72,8 @@ pub struct Live {
     window: Duration,
     targets: Vec<Target>,
     concurrency: f64,
+    /// When this process started: the staffing windows count the quiet time since as quiet.
+    started_at: f64,
 }
 
 fn key(e: &StoredEvent) -> ChatKey {
@@ -105,6 +107,7 @@ impl Live {
             window: settings.staffing_window,
             targets: settings.staffing_targets.clone(),
             concurrency: settings.concurrency,
+            started_at: now_seconds(),
         }
     }
 
@@ -165,14 +168,7 @@ impl Live {
         s.waiting.remove(&k);
         s.finished.insert(k, at);
         s.departments.insert(department.clone());
-        let window = self.window;
-        let d = s
-            .staffing
-            .entry(department.clone())
-            .or_insert_with(|| Department {
-                window: Window::new(window, WINDOW_SLOTS),
-                agents: HashMap::new(),
-            });
+        let d = self.department(&mut s, department);
         // Only chats an agent took carry a handle time; every closed chat is an arrival.
         let handle_time = e.agent_role.as_ref().and(e.duration_seconds);
         d.window.record(at, handle_time);
@@ -181,15 +177,18 @@ impl Live {
         }
     }
 
-    fn seen(&self, s: &mut State, department: &Value, agent: &str, at: f64) {
-        let window = self.window;
-        let d = s
-            .staffing
+    fn department<'s>(&self, s: &'s mut State, department: &Value) -> &'s mut Department {
+        let (window, started_at) = (self.window, self.started_at);
+        s.staffing
             .entry(department.clone())
             .or_insert_with(|| Department {
-                window: Window::new(window, WINDOW_SLOTS),
+                window: Window::starting_at(window, WINDOW_SLOTS, started_at),
                 agents: HashMap::new(),
-            });
+            })
+    }
+
+    fn seen(&self, s: &mut State, department: &Value, agent: &str, at: f64) {
+        let d = self.department(s, department);
         if let Some(last) = d.agents.get_mut(agent) {
             *last = last.max(at);
         } else if d.agents.len() < MAX_AGENTS {

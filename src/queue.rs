@@ -15,7 +15,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -36,6 +36,16 @@ const WINDOW_SLOTS: u32 = 60;
 /// one exporter serves one Acquire account.
 type ChatKey = Box<str>;
 type DepartmentLabel = [(&'static str, Value); 1];
+
+/// Makes the accept-time histogram of a new department with the wait-time buckets.
+#[derive(Clone, Debug)]
+struct Buckets(Arc<[f64]>);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
 
 #[derive(Debug)]
 struct Waiting {
@@ -66,7 +76,7 @@ struct State {
 pub struct Live {
     state: Mutex<State>,
     labeler: Arc<Labeler>,
-    accept_time: Family<DepartmentLabel, Histogram>,
+    accept_time: Family<DepartmentLabel, Histogram, Buckets>,
     expired: Family<DepartmentLabel, Counter>,
     expire_after: f64,
     window: Duration,
@@ -83,10 +93,7 @@ fn key(e: &StoredEvent) -> ChatKey {
 impl Live {
     /// Empty state; registers the accept-time histogram and the expiry counter in `registry`.
     pub fn new(settings: &Settings, labeler: Arc<Labeler>, registry: &mut Registry) -> Self {
-        let buckets = settings.wait_buckets.clone();
-        let accept_time = Family::<DepartmentLabel, Histogram>::new_with_constructor(move || {
-            Histogram::new(buckets.iter().copied())
-        });
+        let accept_time = Family::new_with_constructor(Buckets(settings.wait_buckets.clone().into()));
         registry.register(
             "acquire_chat_accept_time_seconds",
             "Time from a chat's start to its accept by an agent.",

@@ -406,7 +406,7 @@ impl Metrics {
             overflow.clone(),
         );
         for l in ["department", "agent_role"] {
-            overflow.get_or_create(&[("label", l)]);
+            let _ = overflow.get_or_create(&[("label", l)]);
         }
 
         let commits = Counter::default();

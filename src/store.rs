@@ -295,17 +295,24 @@ fn replay_all(conn: &Connection, replay: &mut impl FnMut(&StoredEvent)) -> Resul
     let mut event = empty_event();
     while let Some(row) = rows.next()? {
         event.kind = kind_from_code(row.get(0)?);
-        copy_text(&mut event.account_id, row.get_ref(1)?.as_str()?);
-        copy_text(&mut event.chat_id, row.get_ref(2)?.as_str()?);
+        copy_text(&mut event.account_id, text(row, 1)?.unwrap_or(""));
+        copy_text(&mut event.chat_id, text(row, 2)?.unwrap_or(""));
         event.received_ms = row.get(3)?;
-        copy_text(&mut event.department_id, row.get_ref(4)?.as_str()?);
-        copy_opt(&mut event.agent_role, row.get_ref(5)?.as_str_or_null()?);
-        copy_opt(&mut event.agent_id, row.get_ref(6)?.as_str_or_null()?);
+        copy_text(&mut event.department_id, text(row, 4)?.unwrap_or(""));
+        copy_opt(&mut event.agent_role, text(row, 5)?);
+        copy_opt(&mut event.agent_id, text(row, 6)?);
         event.wait_seconds = row.get(7)?;
         event.duration_seconds = row.get(8)?;
         replay(&event);
     }
     Ok(())
+}
+
+/// A text column without copying it.
+fn text<'r>(row: &'r rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Option<&'r str>> {
+    row.get_ref(idx)?.as_str_or_null().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn copy_text(to: &mut String, from: &str) {

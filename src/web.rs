@@ -272,7 +272,7 @@ fn html_escape(s: &str) -> String {
 
 async fn basic_auth(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Some(web) = &state.web_config
-        && web.check_basic_auth(request.headers()) == BasicAuthOutcome::Denied
+        && web.check_basic_auth_async(request.headers()).await == BasicAuthOutcome::Denied
     {
         return (
             StatusCode::UNAUTHORIZED,

@@ -550,6 +550,34 @@ impl Metrics {
     }
 }
 
+/// For a protobuf scrape: keep only the newest exemplar of each native histogram series.
+///
+/// A native histogram is one series, and Prometheus keeps a series' exemplars only in increasing
+/// time order; Prometheus 2.x also reads just the first bucket exemplar of a native histogram per
+/// scrape. With the newest alone, every scrape hands over the latest chat.
+pub fn newest_exemplar_only(families: &mut [dto::MetricFamily]) {
+    for metric in families.iter_mut().flat_map(|f| f.metric.iter_mut()) {
+        let Some(h) = metric.histogram.as_mut() else {
+            continue;
+        };
+        if h.positive_span.is_empty() && h.negative_span.is_empty() && h.zero_count == 0 {
+            continue;
+        }
+        let newest = h
+            .bucket
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| Some((i, b.exemplar.as_ref()?.timestamp.as_ref()?)))
+            .max_by_key(|(_, t)| (t.seconds, t.nanos))
+            .map(|(i, _)| i);
+        for (i, b) in h.bucket.iter_mut().enumerate() {
+            if Some(i) != newest {
+                b.exemplar = None;
+            }
+        }
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_seconds() -> f64 {
     SystemTime::now()

@@ -235,3 +235,5 @@ pub fn post_raw(base: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+pub mod prometheus;

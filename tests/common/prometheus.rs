@@ -1,0 +1,113 @@
+//! A real Prometheus server (Debian's package) for end-to-end tests.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running Prometheus with its own temporary storage.
+pub struct Prometheus {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A free port on the loopback (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Prometheus {
+    /// Start `prometheus` with `config` (YAML text) and extra flags; waits until it is ready.
+    /// Fails the test (never skips) when the binary is missing.
+    pub fn start(config: &str, flags: &[&str]) -> Prometheus {
+        let found = Command::new("prometheus").arg("--version").output().is_ok();
+        assert!(found, "prometheus is not installed: apt-get install -y prometheus (scripts/test does it)");
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        Self::start_with_file(&config_path, dir, flags)
+    }
+
+    pub fn start_with_file(config_path: &Path, dir: tempfile::TempDir, flags: &[&str]) -> Prometheus {
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = super::agent().get(&format!("{}/-/ready", p.base)).call() {
+                if r.status().as_u16() == 200 {
+                    return p;
+                }
+            }
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// GET an API path with query parameters; the parsed `data` of a successful answer.
+    pub fn api(&self, path: &str, params: &[(&str, &str)]) -> Result<serde_json::Value, String> {
+        let mut req = super::agent().get(&format!("{}{path}", self.base));
+        for (k, v) in params {
+            req = req.query(*k, *v);
+        }
+        let mut resp = req.call().map_err(|e| e.to_string())?;
+        let text = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
+        let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if body["status"] != "success" {
+            return Err(body.to_string());
+        }
+        Ok(body["data"].clone())
+    }
+
+    /// An instant query's result vector.
+    pub fn query(&self, expr: &str) -> Result<Vec<serde_json::Value>, String> {
+        let data = self.api("/api/v1/query", &[("query", expr)])?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Wait until `expr` returns a non-empty result; the result.
+    pub fn wait_for(&self, expr: &str, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.query(expr) {
+                Ok(r) if !r.is_empty() => return r,
+                Ok(_) => {}
+                Err(e) => panic!("{expr}: {e}"),
+            }
+            assert!(Instant::now() < deadline, "{expr}: no data within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scrape config for one exporter target, scraped every second.
+pub fn scrape_config(target: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: acquire\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+}
+
+/// The numeric value of an instant-vector sample.
+pub fn value(sample: &serde_json::Value) -> f64 {
+    sample["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+}

@@ -3,8 +3,10 @@
 //! # What is accepted
 //! - Media types: `application/json` in any letter case and with parameters (the vendor sends
 //!   `application/JSON`), no `Content-Type` at all (read as JSON), and
-//!   `application/x-www-form-urlencoded` (fields as form fields, `users` as JSON text). Anything
-//!   else, XML included, is refused with [`DecodeError::UnsupportedMediaType`].
+//!   `application/x-www-form-urlencoded` (fields as form fields, `users` as JSON text; a "form"
+//!   that starts with `{` is JSON, as `curl -d @file.json` sends it). Anything else, XML
+//!   included, is refused with [`DecodeError::UnsupportedMediaType`]. A leading byte order mark
+//!   is ignored.
 //! - Shapes: flat bodies (`{"id": ..., "event": ...}`) and envelopes
 //!   (`{"data": {...}, "event": ...}`) for every event; `event` may sit at the top level or
 //!   inside `data`. Fields in `data` win over the same fields beside it.
@@ -12,8 +14,8 @@
 //!   all mean "no value". Ids become their decimal string. The start event's id may be under
 //!   `" id"` (with the leading space the vendor's example prints).
 //! - `users` (and the accept event's `user`) as an object, as a JSON text inside a string, or as
-//!   no value. Only `users.agent.role` is kept: names, e-mails and phones are never read into
-//!   memory beyond the parser's buffer.
+//!   no value. Only `users.agent.role` is kept: names, e-mails and phones are skipped unread, and
+//!   a `users` text lives only until the event is decoded.
 //!
 //! # The recovery for the vendor's printed examples
 //! The vendor's pages print `"users":"{ ... }"` (and `"message":"{ ... }"`) with raw quotes and

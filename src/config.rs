@@ -130,7 +130,11 @@ pub struct RunArgs {
     pub max_body_bytes: usize,
 
     /// Shared token senders must present (`?token=` or `Authorization: Bearer`).
-    #[arg(long = "webhook.token", env = "ACQUIRE_EXPORTER_WEBHOOK_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "webhook.token",
+        env = "ACQUIRE_EXPORTER_WEBHOOK_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 
     /// File holding the shared token.
@@ -199,7 +203,12 @@ pub struct RunArgs {
     pub log_level: String,
 
     /// Log format.
-    #[arg(long = "log.format", env = "ACQUIRE_EXPORTER_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long = "log.format",
+        env = "ACQUIRE_EXPORTER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -409,11 +418,10 @@ impl Settings {
             path: path.to_owned(),
             source,
         })?;
-        let file: FileConfig =
-            serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+        let file: FileConfig = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         Settings::from_file(file).map_err(|(field, problem)| ConfigError::Invalid {
             path: path.to_owned(),
             field,
@@ -424,7 +432,9 @@ impl Settings {
     fn from_file(file: FileConfig) -> Result<Self, (&'static str, String)> {
         let wait_buckets = check_buckets(
             "buckets.wait_time",
-            file.buckets.wait_time.unwrap_or_else(|| DEFAULT_WAIT_BUCKETS.to_vec()),
+            file.buckets
+                .wait_time
+                .unwrap_or_else(|| DEFAULT_WAIT_BUCKETS.to_vec()),
         )?;
         let duration_buckets = check_buckets(
             "buckets.duration",
@@ -453,7 +463,10 @@ impl Settings {
         }
         for (id, name) in &file.departments {
             if name.trim().is_empty() {
-                return Err(("departments", format!("department {id:?} has an empty name")));
+                return Err((
+                    "departments",
+                    format!("department {id:?} has an empty name"),
+                ));
             }
             if name.len() > 128 {
                 return Err((
@@ -471,7 +484,10 @@ impl Settings {
         if !(file.staffing.concurrency.is_finite() && file.staffing.concurrency >= 1.0) {
             return Err((
                 "staffing.concurrency",
-                format!("{} is not a number of chats of at least 1", file.staffing.concurrency),
+                format!(
+                    "{} is not a number of chats of at least 1",
+                    file.staffing.concurrency
+                ),
             ));
         }
         if file.staffing.window < Duration::from_secs(60) {
@@ -496,7 +512,10 @@ impl Settings {
     }
 }
 
-fn check_buckets(field: &'static str, mut bounds: Vec<f64>) -> Result<Vec<f64>, (&'static str, String)> {
+fn check_buckets(
+    field: &'static str,
+    mut bounds: Vec<f64>,
+) -> Result<Vec<f64>, (&'static str, String)> {
     if bounds.is_empty() {
         return Err((field, "needs at least one bucket bound".to_owned()));
     }
@@ -504,7 +523,10 @@ fn check_buckets(field: &'static str, mut bounds: Vec<f64>) -> Result<Vec<f64>, 
         return Err((field, format!("{} bounds is more than 100", bounds.len())));
     }
     if let Some(b) = bounds.iter().find(|b| !b.is_finite() || **b <= 0.0) {
-        return Err((field, format!("{b} is not a positive number of seconds (+Inf is implicit)")));
+        return Err((
+            field,
+            format!("{b} is not a positive number of seconds (+Inf is implicit)"),
+        ));
     }
     if bounds.windows(2).any(|w| w[0] >= w[1]) {
         return Err((field, "bounds must be strictly increasing".to_owned()));
@@ -528,7 +550,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),
@@ -539,7 +563,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
-        let part = unit.checked_mul(u32::try_from(n).map_err(|_| bad())?).ok_or_else(bad)?;
+        let part = unit
+            .checked_mul(u32::try_from(n).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
         total = total.checked_add(part).ok_or_else(bad)?;
     }
     Ok(total)
@@ -612,7 +638,11 @@ mod tests {
     #[test]
     fn config_file_errors_name_the_field() {
         let cases = [
-            ("unknown_top_key", "colour: blue\n", "unknown field `colour`"),
+            (
+                "unknown_top_key",
+                "colour: blue\n",
+                "unknown field `colour`",
+            ),
             (
                 "unknown_nested_key",
                 "buckets:\n  wait: [1, 2]\n",

@@ -109,7 +109,9 @@ pub fn main() -> ExitCode {
 fn init_logging(args: &RunArgs) -> Result<(), StartError> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .map_err(|e| StartError::LogLevel(e.to_string()))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -117,7 +119,10 @@ fn init_logging(args: &RunArgs) -> Result<(), StartError> {
     .map_err(|e| StartError::LogLevel(e.to_string()))
 }
 
-fn secret(value: &Option<String>, file: &Option<std::path::PathBuf>) -> Result<Option<Secret>, StartError> {
+fn secret(
+    value: &Option<String>,
+    file: &Option<std::path::PathBuf>,
+) -> Result<Option<Secret>, StartError> {
     Ok(match (value, file) {
         (Some(v), _) => Some(Secret::new(v.clone())?),
         (None, Some(path)) => Some(Secret::from_file(path)?),
@@ -306,14 +311,23 @@ fn healthcheck(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
     let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(host)
         .map_err(|e| format!("{host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host}: no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).map_err(|e| e.to_string())?;
     match &head[9..10] {

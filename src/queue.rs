@@ -93,7 +93,8 @@ fn key(e: &StoredEvent) -> ChatKey {
 impl Live {
     /// Empty state; registers the accept-time histogram and the expiry counter in `registry`.
     pub fn new(settings: &Settings, labeler: Arc<Labeler>, registry: &mut Registry) -> Self {
-        let accept_time = Family::new_with_constructor(Buckets(settings.wait_buckets.clone().into()));
+        let accept_time =
+            Family::new_with_constructor(Buckets(settings.wait_buckets.clone().into()));
         registry.register(
             "acquire_chat_accept_time_seconds",
             "Time from a chat's start to its accept by an agent.",
@@ -340,12 +341,11 @@ impl Collector for Live {
             for t in &self.targets {
                 match staffing::agents_required(*rate, *aht, *t, self.concurrency) {
                     Ok(n) => m
-                        .encode_family(&[
-                            ("department", d.0.to_string()),
-                            ("target", t.label()),
-                        ])?
+                        .encode_family(&[("department", d.0.to_string()), ("target", t.label())])?
                         .encode_gauge(&(n as i64))?,
-                    Err(e) => tracing::debug!(error = %e, department = %d.0, "no staffing estimate"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, department = %d.0, "no staffing estimate")
+                    }
                 }
             }
         }
@@ -377,7 +377,10 @@ mod tests {
         let settings = Settings::default();
         let labeler = Arc::new(Labeler::new(&settings, F::default()));
         let mut registry = Registry::default();
-        (Live::new(&settings, labeler.clone(), &mut registry), labeler)
+        (
+            Live::new(&settings, labeler.clone(), &mut registry),
+            labeler,
+        )
     }
 
     #[test]
@@ -388,11 +391,17 @@ mod tests {
         live.started(&event(EventKind::ChatStart, "b", "5"), 110.0);
         live.started(&event(EventKind::ChatStart, "a", "5"), 120.0);
         let snap = live.snapshot(130.0);
-        assert_eq!(snap.waiting, vec![(sales.clone(), 2, 30.0)], "a repeated start counts once");
+        assert_eq!(
+            snap.waiting,
+            vec![(sales.clone(), 2, 30.0)],
+            "a repeated start counts once"
+        );
 
         live.accepted(&event(EventKind::ChatAccept, "a", ""), 140.0);
         assert_eq!(live.snapshot(150.0).waiting, vec![(sales.clone(), 1, 40.0)]);
-        let h = live.accept_time.get_or_create(&[("department", sales.clone())]);
+        let h = live
+            .accept_time
+            .get_or_create(&[("department", sales.clone())]);
         drop(h);
 
         // The accept of c comes before its start (a retry delivered late): c never queues.

@@ -118,7 +118,10 @@ const KINDS: [EventKind; 5] = [
 ];
 
 fn kind_index(kind: EventKind) -> usize {
-    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len() - 1)
+    KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(KINDS.len() - 1)
 }
 
 /// A label value shared between series without copying (departments, roles).
@@ -222,11 +225,13 @@ impl Labeler {
     pub fn department(&self, id: &str) -> Value {
         let mut d = lock(&self.departments);
         let names = &self.names;
-        d.get(id, |id| names.get(id).cloned().unwrap_or_else(|| id.to_owned()))
-            .unwrap_or_else(|| {
-                self.overflow.get_or_create(&[("label", d.label)]).inc();
-                d.other.clone()
-            })
+        d.get(id, |id| {
+            names.get(id).cloned().unwrap_or_else(|| id.to_owned())
+        })
+        .unwrap_or_else(|| {
+            self.overflow.get_or_create(&[("label", d.label)]).inc();
+            d.other.clone()
+        })
     }
 
     /// `agent_role`: the role (already lower-cased), `none` without one; `other` past the cap.
@@ -250,18 +255,26 @@ struct Pair {
     duration: ChatHistogram,
 }
 
+/// (department, agent_role)
+type SeriesKey = (Value, Value);
+
 /// The two chat histograms, series by (department, agent_role).
 #[derive(Debug)]
 struct ChatSeries {
     wait_layout: HistogramLayout,
     duration_layout: HistogramLayout,
     exemplars: bool,
-    series: RwLock<HashMap<(Value, Value), Arc<Mutex<Pair>>>>,
+    series: RwLock<HashMap<SeriesKey, Arc<Mutex<Pair>>>>,
 }
 
 impl ChatSeries {
     fn series(&self, key: (Value, Value)) -> Arc<Mutex<Pair>> {
-        if let Some(s) = self.series.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(s) = self
+            .series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return s.clone();
         }
         let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
@@ -287,7 +300,10 @@ impl ChatSeries {
         let mut wait = Vec::with_capacity(entries.len());
         let mut duration = Vec::with_capacity(entries.len());
         for ((department, role), pair) in entries {
-            let labels = vec![label("agent_role", &role.0), label("department", &department.0)];
+            let labels = vec![
+                label("agent_role", &role.0),
+                label("department", &department.0),
+            ];
             let pair = lock(&pair);
             // A series exists once anything was observed in it; a histogram that only ever saw
             // the other measure stays out, rather than showing an empty series.
@@ -359,7 +375,10 @@ impl Metrics {
             "Version of the exporter, always 1.",
             Info::new(vec![
                 ("version", env!("CARGO_PKG_VERSION")),
-                ("revision", option_env!("ACQUIRE_EXPORTER_REVISION").unwrap_or("unknown")),
+                (
+                    "revision",
+                    option_env!("ACQUIRE_EXPORTER_REVISION").unwrap_or("unknown"),
+                ),
             ]),
         );
 
@@ -389,7 +408,11 @@ impl Metrics {
         );
         let rejections = Reason::ALL
             .iter()
-            .map(|r| rejection_family.get_or_create(&[("reason", r.as_label())]).clone())
+            .map(|r| {
+                rejection_family
+                    .get_or_create(&[("reason", r.as_label())])
+                    .clone()
+            })
             .collect();
 
         let unanswered = Family::<DepartmentLabel, Counter>::default();
@@ -437,7 +460,7 @@ impl Metrics {
             .transpose()
             .map_err(|e| LayoutError(e.to_string()))?;
         let chats = ChatSeries {
-            wait_layout: HistogramLayout::new(&settings.wait_buckets, native.clone())
+            wait_layout: HistogramLayout::new(&settings.wait_buckets, native)
                 .map_err(|e| LayoutError(e.to_string()))?,
             duration_layout: HistogramLayout::new(&settings.duration_buckets, native)
                 .map_err(|e| LayoutError(e.to_string()))?,
@@ -463,7 +486,9 @@ impl Metrics {
 
     /// Count one delivery.
     pub fn received(&self, kind: EventKind, outcome: Outcome) {
-        self.received[kind_index(kind)][Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(3)].inc();
+        self.received[kind_index(kind)]
+            [Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(3)]
+        .inc();
     }
 
     /// Count one refused delivery (also counted as received, outcome `rejected`).
@@ -492,7 +517,9 @@ impl Metrics {
                 let department = self.labeler.department(&e.department_id);
                 let role = self.labeler.role(e.agent_role.as_deref());
                 if e.wait_seconds.is_none() {
-                    self.unanswered.get_or_create(&[("department", department.clone())]).inc();
+                    self.unanswered
+                        .get_or_create(&[("department", department.clone())])
+                        .inc();
                 }
                 let series = self.chats.series((department.clone(), role));
                 let exemplar = |value: f64| {
@@ -508,7 +535,8 @@ impl Metrics {
                         pair.wait.observe(&self.chats.wait_layout, w, exemplar(w));
                     }
                     if let Some(d) = e.duration_seconds {
-                        pair.duration.observe(&self.chats.duration_layout, d, exemplar(d));
+                        pair.duration
+                            .observe(&self.chats.duration_layout, d, exemplar(d));
                     }
                 }
                 self.live.closed(e, &department, at);
@@ -614,8 +642,10 @@ mod tests {
 
     #[test]
     fn roles_are_capped_too() {
-        let mut settings = Settings::default();
-        settings.max_agent_roles = 1;
+        let settings = Settings {
+            max_agent_roles: 1,
+            ..Settings::default()
+        };
         let l = Labeler::new(&settings, Family::default());
         assert_eq!(&*l.role(Some("administrator")).0, "administrator");
         assert_eq!(&*l.role(None).0, "none");

@@ -10,7 +10,7 @@
 //! survives a restart.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -448,9 +448,9 @@ impl MemoryDedup {
             self.previous = std::mem::take(&mut self.current);
             self.rotated = now;
         }
-        let mut h = self.hasher.build_hasher();
-        (&e.account_id, kind_code(e.kind), &e.chat_id).hash(&mut h);
-        let key = h.finish();
+        let key = self
+            .hasher
+            .hash_one((&e.account_id, kind_code(e.kind), &e.chat_id));
         !self.previous.contains(&key) && self.current.insert(key)
     }
 }
@@ -479,16 +479,27 @@ mod tests {
         let store = Store::open(dir.path(), SyncMode::Normal, |_| {}, |_| {}).unwrap();
         assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::New);
         assert_eq!(store.admit(close("2", 3.0)).await.unwrap(), Admission::New);
-        assert_eq!(store.admit(close("1", 9.0)).await.unwrap(), Admission::Duplicate);
+        assert_eq!(
+            store.admit(close("1", 9.0)).await.unwrap(),
+            Admission::Duplicate
+        );
         let mut start = close("1", 0.0);
         start.kind = EventKind::ChatStart;
-        assert_eq!(store.admit(start).await.unwrap(), Admission::New, "another event type of the same chat is another event");
+        assert_eq!(
+            store.admit(start).await.unwrap(),
+            Admission::New,
+            "another event type of the same chat is another event"
+        );
         store.close().await;
         drop(store);
 
         let mut seen = Vec::new();
-        let store = Store::open(dir.path(), SyncMode::Full, |e| seen.push(e.clone()), |_| {}).unwrap();
-        let chats: Vec<_> = seen.iter().map(|e| (e.kind, e.chat_id.as_str(), e.wait_seconds)).collect();
+        let store =
+            Store::open(dir.path(), SyncMode::Full, |e| seen.push(e.clone()), |_| {}).unwrap();
+        let chats: Vec<_> = seen
+            .iter()
+            .map(|e| (e.kind, e.chat_id.as_str(), e.wait_seconds))
+            .collect();
         assert_eq!(
             chats,
             vec![
@@ -498,7 +509,11 @@ mod tests {
             ]
         );
         assert_eq!(seen[0].agent_role.as_deref(), Some("operator"));
-        assert_eq!(store.admit(close("2", 3.0)).await.unwrap(), Admission::Duplicate, "de-duplication survives a restart");
+        assert_eq!(
+            store.admit(close("2", 3.0)).await.unwrap(),
+            Admission::Duplicate,
+            "de-duplication survives a restart"
+        );
         store.close().await;
     }
 
@@ -508,15 +523,25 @@ mod tests {
         let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let c = commits.clone();
         let store = std::sync::Arc::new(
-            Store::open(dir.path(), SyncMode::Normal, |_| {}, move |_| {
-                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            })
+            Store::open(
+                dir.path(),
+                SyncMode::Normal,
+                |_| {},
+                move |_| {
+                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                },
+            )
             .unwrap(),
         );
         let tasks: Vec<_> = (0..2000)
             .map(|i| {
                 let store = store.clone();
-                tokio::spawn(async move { store.admit(close(&(i % 1000).to_string(), 1.0)).await.unwrap() })
+                tokio::spawn(async move {
+                    store
+                        .admit(close(&(i % 1000).to_string(), 1.0))
+                        .await
+                        .unwrap()
+                })
             })
             .collect();
         let mut new = 0;
@@ -526,7 +551,10 @@ mod tests {
             }
         }
         assert_eq!(new, 1000, "each chat counted once");
-        assert!(commits.load(std::sync::atomic::Ordering::Relaxed) < 2000, "commits were shared");
+        assert!(
+            commits.load(std::sync::atomic::Ordering::Relaxed) < 2000,
+            "commits were shared"
+        );
         store.close().await;
         assert_eq!(count_stored(dir.path()).unwrap(), 1000);
     }
@@ -535,7 +563,10 @@ mod tests {
     async fn memory_store_deduplicates_within_its_window() {
         let store = Store::in_memory(Duration::from_secs(3600));
         assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::New);
-        assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::Duplicate);
+        assert_eq!(
+            store.admit(close("1", 2.0)).await.unwrap(),
+            Admission::Duplicate
+        );
         assert_eq!(store.admit(close("2", 2.0)).await.unwrap(), Admission::New);
     }
 
@@ -545,7 +576,13 @@ mod tests {
         let t0 = Instant::now();
         let e = close("1", 1.0);
         assert!(d.insert(&e, t0));
-        assert!(!d.insert(&e, t0 + Duration::from_secs(15)), "still known one window later");
-        assert!(d.insert(&e, t0 + Duration::from_secs(31)), "forgotten after two windows");
+        assert!(
+            !d.insert(&e, t0 + Duration::from_secs(15)),
+            "still known one window later"
+        );
+        assert!(
+            d.insert(&e, t0 + Duration::from_secs(31)),
+            "forgotten after two windows"
+        );
     }
 }

@@ -52,7 +52,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .merge(guarded)
-        .layer(middleware::from_fn_with_state(state.clone(), common_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            common_headers,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.request_timeout,
@@ -80,7 +83,11 @@ async fn webhook(
     body: Body,
 ) -> Response {
     let metrics = &state.metrics;
-    let reject = |kind: EventKind, reason: Reason, status: StatusCode, message: String, chat_id: Option<&str>| {
+    let reject = |kind: EventKind,
+                  reason: Reason,
+                  status: StatusCode,
+                  message: String,
+                  chat_id: Option<&str>| {
         metrics.rejected(kind, reason);
         tracing::warn!(
             reason = reason.as_label(),
@@ -204,7 +211,9 @@ fn to_stored(event: Event) -> Option<StoredEvent> {
             e.agent_role = c.agent_role;
             e.agent_id = c.agent_id;
             // A zero wait with no agent is how a chat nobody answered may come: not an instant answer.
-            e.wait_seconds = c.wait_seconds.filter(|w| *w > 0.0 || e.agent_role.is_some());
+            e.wait_seconds = c
+                .wait_seconds
+                .filter(|w| *w > 0.0 || e.agent_role.is_some());
             e.duration_seconds = c.duration_seconds;
         }
         Event::Started(s) => {
@@ -287,7 +296,11 @@ async fn basic_auth(State(state): State<Arc<AppState>>, request: Request, next: 
     next.run(request).await
 }
 
-async fn common_headers(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn common_headers(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     if let Some(web) = &state.web_config {
         for (name, value) in web.response_headers() {

@@ -30,8 +30,18 @@ fn a_restart_shows_exactly_the_histograms_from_before() {
     let exporter = durable(dir.path(), &[]);
     let roles = [Some("Administrator"), Some("Operator"), None];
     for i in 0..60 {
-        let wait = if i % 7 == 0 { "null".to_owned() } else { format!("{}", i * 3 % 400) };
-        let body = close_event(&i.to_string(), &(i % 4).to_string(), roles[i % 3], &wait, &format!("{}", 30 + i * 11));
+        let wait = if i % 7 == 0 {
+            "null".to_owned()
+        } else {
+            format!("{}", i * 3 % 400)
+        };
+        let body = close_event(
+            &i.to_string(),
+            &(i % 4).to_string(),
+            roles[i % 3],
+            &wait,
+            &format!("{}", 30 + i * 11),
+        );
         assert_eq!(exporter.post_json(&body).0, 200);
     }
     let before = exporter.metrics();
@@ -47,7 +57,10 @@ fn a_restart_shows_exactly_the_histograms_from_before() {
     );
     let (status, body) = exporter.post_json(&close_event("5", "1", Some("Operator"), "15", "30"));
     assert_eq!(status, 200);
-    assert!(body.contains("duplicate"), "de-duplication remembers events from before the restart: {body}");
+    assert!(
+        body.contains("duplicate"),
+        "de-duplication remembers events from before the restart: {body}"
+    );
 }
 
 #[test]
@@ -91,7 +104,11 @@ fn after_kill_9_in_a_load_every_acknowledged_event_is_counted_once() {
     }
     let acked = acked.lock().unwrap().clone();
     let in_flight = unanswered.load(Ordering::Relaxed) as f64;
-    assert!(acked.len() > 100, "the load ran ({} acknowledged)", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the load ran ({} acknowledged)",
+        acked.len()
+    );
 
     let exporter = durable(dir.path(), &[]);
     let counted = total_wait_count(&exporter.metrics());
@@ -104,7 +121,12 @@ fn after_kill_9_in_a_load_every_acknowledged_event_is_counted_once() {
     let agent = common::agent();
     for id in acked.iter().step_by(7) {
         let body = close_event(id, "0", Some("Operator"), "12", "60");
-        let (status, answer) = common::post_with(&agent, &exporter.url("/webhook"), &[("Content-Type", "application/json")], &body);
+        let (status, answer) = common::post_with(
+            &agent,
+            &exporter.url("/webhook"),
+            &[("Content-Type", "application/json")],
+            &body,
+        );
         assert_eq!(status, 200);
         assert!(answer.contains("duplicate"), "{id}: {answer}");
     }
@@ -116,15 +138,29 @@ fn a_changed_bucket_layout_applies_to_stored_events_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let exporter = durable(dir.path(), &[]);
     for (i, wait) in ["3", "40", "700"].iter().enumerate() {
-        exporter.post_json(&close_event(&i.to_string(), "", Some("Operator"), wait, "60"));
+        exporter.post_json(&close_event(
+            &i.to_string(),
+            "",
+            Some("Operator"),
+            wait,
+            "60",
+        ));
     }
     assert_eq!(exporter.terminate(), Some(0));
     let config = dir.path().join("config.yml");
     std::fs::write(&config, "buckets:\n  wait_time: [10, 100]\n").unwrap();
-    let exporter = durable(dir.path(), &[&format!("--config.file={}", config.display())]);
+    let exporter = durable(
+        dir.path(),
+        &[&format!("--config.file={}", config.display())],
+    );
     let m = exporter.metrics();
     let bucket = |le: &str| {
-        sample(&m, &format!(r#"acquire_chat_wait_time_seconds_bucket{{agent_role="operator",department="none",le="{le}"}}"#))
+        sample(
+            &m,
+            &format!(
+                r#"acquire_chat_wait_time_seconds_bucket{{agent_role="operator",department="none",le="{le}"}}"#
+            ),
+        )
     };
     assert_eq!(bucket("10"), Some(1.0));
     assert_eq!(bucket("100"), Some(2.0));
@@ -148,32 +184,57 @@ fn accept(id: &str) -> Vec<u8> {
 fn the_live_queue_follows_start_accept_close_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let exporter = durable(dir.path(), &[]);
-    let waiting = |m: &str, d: &str| sample(m, &format!(r#"acquire_chats_waiting{{department="{d}"}}"#));
+    let waiting =
+        |m: &str, d: &str| sample(m, &format!(r#"acquire_chats_waiting{{department="{d}"}}"#));
     for id in ["a", "b", "c"] {
         assert_eq!(exporter.post_json(&start(id, "5")).0, 200);
     }
     assert_eq!(exporter.post_json(&start("d", "6")).0, 200);
-    assert_eq!(exporter.post_json(&start("a", "5")).0, 200, "a repeated start");
+    assert_eq!(
+        exporter.post_json(&start("a", "5")).0,
+        200,
+        "a repeated start"
+    );
     let m = exporter.metrics();
     assert_eq!(waiting(&m, "5"), Some(3.0));
     assert_eq!(waiting(&m, "6"), Some(1.0));
-    assert!(sample(&m, r#"acquire_chat_oldest_wait_seconds{department="5"}"#).is_some_and(|s| s >= 0.0));
+    assert!(
+        sample(&m, r#"acquire_chat_oldest_wait_seconds{department="5"}"#).is_some_and(|s| s >= 0.0)
+    );
 
     assert_eq!(exporter.post_json(&accept("a")).0, 200);
-    let mut close = serde_json::from_slice::<serde_json::Value>(&close_event("b", "5", None, "null", "30")).unwrap();
+    let mut close =
+        serde_json::from_slice::<serde_json::Value>(&close_event("b", "5", None, "null", "30"))
+            .unwrap();
     close["account_id"] = "1".into();
     assert_eq!(exporter.post_json(close.to_string().as_bytes()).0, 200);
-    assert_eq!(exporter.post_json(&accept("z")).0, 200, "an accept for a chat never started");
+    assert_eq!(
+        exporter.post_json(&accept("z")).0,
+        200,
+        "an accept for a chat never started"
+    );
     let m = exporter.metrics();
     assert_eq!(waiting(&m, "5"), Some(1.0));
-    assert_eq!(sample(&m, r#"acquire_chat_accept_time_seconds_count{department="5"}"#), Some(1.0));
+    assert_eq!(
+        sample(
+            &m,
+            r#"acquire_chat_accept_time_seconds_count{department="5"}"#
+        ),
+        Some(1.0)
+    );
     assert_eq!(exporter.terminate(), Some(0));
 
     let exporter = durable(dir.path(), &[]);
     let m = exporter.metrics();
     assert_eq!(waiting(&m, "5"), Some(1.0), "after a restart");
     assert_eq!(waiting(&m, "6"), Some(1.0), "after a restart");
-    assert_eq!(sample(&m, r#"acquire_chat_accept_time_seconds_count{department="5"}"#), Some(1.0));
+    assert_eq!(
+        sample(
+            &m,
+            r#"acquire_chat_accept_time_seconds_count{department="5"}"#
+        ),
+        Some(1.0)
+    );
     assert_eq!(exporter.post_json(&accept("c")).0, 200);
     assert_eq!(waiting(&exporter.metrics(), "5"), Some(0.0));
 }

@@ -16,31 +16,70 @@ fn native_histograms_and_exemplars_reach_prometheus_and_classic_scrapers_are_unc
     // Waits of 3 s for nine chats and 100 s for one: the median is 3 s, the 95th percentile 100 s.
     for i in 0..10 {
         let wait = if i == 9 { "100" } else { "3" };
-        let (status, body) = exporter.post_json(&close_event(&format!("chat-{i}"), "7", Some("Operator"), wait, "300"));
+        let (status, body) = exporter.post_json(&close_event(
+            &format!("chat-{i}"),
+            "7",
+            Some("Operator"),
+            wait,
+            "300",
+        ));
         assert_eq!(status, 200, "{body}");
     }
 
-    let native = Prometheus::start(&scrape_config(&target), &["--enable-feature=native-histograms,exemplar-storage"]);
+    let native = Prometheus::start(
+        &scrape_config(&target),
+        &["--enable-feature=native-histograms,exemplar-storage"],
+    );
     let classic = Prometheus::start(&scrape_config(&target), &[]);
 
     let series = r#"acquire_chat_wait_time_seconds{department="7",agent_role="operator"}"#;
-    let count = native.wait_for(&format!("histogram_count({series})"), Duration::from_secs(30));
-    assert_eq!(value(&count[0]), 10.0, "the native histogram holds every observation");
+    let count = native.wait_for(
+        &format!("histogram_count({series})"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        value(&count[0]),
+        10.0,
+        "the native histogram holds every observation"
+    );
     let sum = native.wait_for(&format!("histogram_sum({series})"), Duration::from_secs(5));
     assert_eq!(value(&sum[0]), 127.0);
-    let median = value(&native.wait_for(&format!("histogram_quantile(0.5, {series})"), Duration::from_secs(5))[0]);
-    assert!((median - 3.0).abs() / 3.0 < 0.1, "median {median} is within the 10 % resolution of 3 s");
-    let p95 = value(&native.wait_for(&format!("histogram_quantile(0.95, {series})"), Duration::from_secs(5))[0]);
-    assert!((p95 - 100.0).abs() / 100.0 < 0.1, "p95 {p95} is within the 10 % resolution of 100 s");
+    let median = value(
+        &native.wait_for(
+            &format!("histogram_quantile(0.5, {series})"),
+            Duration::from_secs(5),
+        )[0],
+    );
+    assert!(
+        (median - 3.0).abs() / 3.0 < 0.1,
+        "median {median} is within the 10 % resolution of 3 s"
+    );
+    let p95 = value(
+        &native.wait_for(
+            &format!("histogram_quantile(0.95, {series})"),
+            Duration::from_secs(5),
+        )[0],
+    );
+    assert!(
+        (p95 - 100.0).abs() / 100.0 < 0.1,
+        "p95 {p95} is within the 10 % resolution of 100 s"
+    );
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let (start, end) = ((now - 600).to_string(), (now + 600).to_string());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let exemplars = loop {
         let data = native
             .api(
                 "/api/v1/query_exemplars",
-                &[("query", "acquire_chat_wait_time_seconds"), ("start", &start), ("end", &end)],
+                &[
+                    ("query", "acquire_chat_wait_time_seconds"),
+                    ("start", &start),
+                    ("end", &end),
+                ],
             )
             .expect("exemplar query");
         let found: Vec<(String, f64)> = data
@@ -48,7 +87,15 @@ fn native_histograms_and_exemplars_reach_prometheus_and_classic_scrapers_are_unc
             .into_iter()
             .flatten()
             .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
-            .map(|e| (e["labels"]["chat_id"].as_str().unwrap_or("").to_owned(), e["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)))
+            .map(|e| {
+                (
+                    e["labels"]["chat_id"].as_str().unwrap_or("").to_owned(),
+                    e["value"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN),
+                )
+            })
             .collect();
         if !found.is_empty() || std::time::Instant::now() > deadline {
             break found;
@@ -56,16 +103,25 @@ fn native_histograms_and_exemplars_reach_prometheus_and_classic_scrapers_are_unc
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(
-        exemplars.iter().any(|(id, v)| id == "chat-9" && *v == 100.0),
+        exemplars
+            .iter()
+            .any(|(id, v)| id == "chat-9" && *v == 100.0),
         "the long wait's chat id is an exemplar: {exemplars:?}"
     );
-    assert!(exemplars.iter().all(|(id, _)| id.starts_with("chat-")), "{exemplars:?}");
+    assert!(
+        exemplars.iter().all(|(id, _)| id.starts_with("chat-")),
+        "{exemplars:?}"
+    );
 
     let buckets = classic.wait_for(
         r#"acquire_chat_wait_time_seconds_bucket{department="7",agent_role="operator",le=~"5(\\.0)?"}"#,
         Duration::from_secs(30),
     );
-    assert_eq!(value(&buckets[0]), 9.0, "the classic scraper sees the classic buckets");
+    assert_eq!(
+        value(&buckets[0]),
+        9.0,
+        "the classic scraper sees the classic buckets"
+    );
     let p50 = classic.wait_for(
         r#"histogram_quantile(0.5, sum by (le) (acquire_chat_wait_time_seconds_bucket))"#,
         Duration::from_secs(5),

@@ -16,8 +16,19 @@ fn distinct_department_ids_stop_at_the_cap_and_memory_stays_bounded() {
             std::thread::spawn(move || {
                 let agent = common::agent();
                 for i in (t..total).step_by(threads as usize) {
-                    let body = close_event(&format!("c{i}"), &format!("d{i}"), Some("Operator"), "5", "60");
-                    let (status, answer) = common::post_with(&agent, &url, &[("Content-Type", "application/json")], &body);
+                    let body = close_event(
+                        &format!("c{i}"),
+                        &format!("d{i}"),
+                        Some("Operator"),
+                        "5",
+                        "60",
+                    );
+                    let (status, answer) = common::post_with(
+                        &agent,
+                        &url,
+                        &[("Content-Type", "application/json")],
+                        &body,
+                    );
                     assert_eq!(status, 200, "{answer}");
                 }
             })
@@ -32,9 +43,15 @@ fn distinct_department_ids_stop_at_the_cap_and_memory_stays_bounded() {
         s.join().unwrap();
     }
     let m = exporter.metrics();
-    let series = m.lines().filter(|l| l.starts_with("acquire_chat_wait_time_seconds_count{")).count();
+    let series = m
+        .lines()
+        .filter(|l| l.starts_with("acquire_chat_wait_time_seconds_count{"))
+        .count();
     assert_eq!(series, 201, "200 departments and `other`");
-    let other = sample(&m, r#"acquire_chat_wait_time_seconds_count{agent_role="operator",department="other"}"#);
+    let other = sample(
+        &m,
+        r#"acquire_chat_wait_time_seconds_count{agent_role="operator",department="other"}"#,
+    );
     assert_eq!(other, Some(f64::from(total - 200)));
     assert_eq!(
         sample(&m, r#"acquire_label_overflow_total{label="department"}"#),

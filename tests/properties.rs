@@ -30,21 +30,48 @@ fn state() -> Arc<AppState> {
 
 /// Post one body; the status.
 fn post(state: &Arc<AppState>, content_type: &str, body: Vec<u8>) -> u16 {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let request = Request::post("/webhook")
             .header("content-type", content_type)
             .body(Body::from(body))
             .unwrap();
-        app(state.clone()).oneshot(request).await.unwrap().status().as_u16()
+        app(state.clone())
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     })
 }
 
 const FIELDS: &[&str] = &[
-    "id", " id", "event", "data", "account_id", "department_id", "chat_wait_time", "chat_duration",
-    "users", "agent", "role", "by", "user", "type", "message",
+    "id",
+    " id",
+    "event",
+    "data",
+    "account_id",
+    "department_id",
+    "chat_wait_time",
+    "chat_duration",
+    "users",
+    "agent",
+    "role",
+    "by",
+    "user",
+    "type",
+    "message",
 ];
-const EVENTS: &[&str] = &["CHAT_ON_CLOSE", "CHAT_ON_START", "CHAT_ON_ACCEPT", "CHAT_ON_MESSAGE", "X"];
+const EVENTS: &[&str] = &[
+    "CHAT_ON_CLOSE",
+    "CHAT_ON_START",
+    "CHAT_ON_ACCEPT",
+    "CHAT_ON_MESSAGE",
+    "X",
+];
 
 /// JSON made of the vendor's field names with values of any type: it reaches the decoder's
 /// deeper paths far more often than random text does.
@@ -52,25 +79,41 @@ fn vendorish() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         any::<i64>().prop_map(Value::from),
         prop::sample::select(EVENTS).prop_map(Value::from),
         "[a-zA-Z0-9 .{}\"-]{0,12}".prop_map(Value::from),
-        prop_oneof![Just("null"), Just(""), Just("2"), Just("-1"), Just("NaN"), Just("1e309"), Just("{\"agent\":{\"role\":\"x\"}}")]
-            .prop_map(Value::from),
+        prop_oneof![
+            Just("null"),
+            Just(""),
+            Just("2"),
+            Just("-1"),
+            Just("NaN"),
+            Just("1e309"),
+            Just("{\"agent\":{\"role\":\"x\"}}")
+        ]
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::vec((prop::sample::select(FIELDS), inner), 0..8).prop_map(|kv| {
-                Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
+                Value::Object(
+                    kv.into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect::<Map<_, _>>(),
+                )
             }),
         ]
     })
 }
 
 fn assert_client_answer(status: u16, what: &str) -> Result<(), TestCaseError> {
-    prop_assert!(status == 200 || (400..500).contains(&status), "{what}: status {status}");
+    prop_assert!(
+        status == 200 || (400..500).contains(&status),
+        "{what}: status {status}"
+    );
     Ok(())
 }
 

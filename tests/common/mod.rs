@@ -15,7 +15,9 @@ pub struct Exporter {
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -55,6 +57,7 @@ impl Exporter {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("the exporter did not start listening");
                 }
             };
@@ -92,7 +95,10 @@ impl Exporter {
     /// Stop with SIGTERM and wait; the exit status code.
     pub fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
         let status = self.child.wait().expect("wait");
         status.code()
     }
@@ -105,7 +111,8 @@ impl Exporter {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -133,7 +140,12 @@ pub fn post(url: &str, content_type: &str, body: &[u8]) -> (u16, String) {
     post_with(&agent(), url, &[("Content-Type", content_type)], body)
 }
 
-pub fn post_with(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub fn post_with(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut req = agent.post(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -155,7 +167,12 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
     }
     let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = resp.status().as_u16();
-    let text = resp.body_mut().with_config().limit(1 << 30).read_to_string().unwrap_or_default();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap_or_default();
     (status, text)
 }
 
@@ -174,7 +191,8 @@ pub fn histogram_lines(metrics: &str) -> Vec<String> {
     metrics
         .lines()
         .filter(|l| {
-            l.starts_with("acquire_chat_wait_time_seconds") || l.starts_with("acquire_chat_duration_seconds")
+            l.starts_with("acquire_chat_wait_time_seconds")
+                || l.starts_with("acquire_chat_duration_seconds")
         })
         .map(str::to_owned)
         .collect()
@@ -191,7 +209,13 @@ pub fn promtool() -> String {
 }
 
 /// A close event in the vendor's wire shape (every scalar a string, users as JSON text).
-pub fn close_event(chat_id: &str, department: &str, role: Option<&str>, wait: &str, duration: &str) -> Vec<u8> {
+pub fn close_event(
+    chat_id: &str,
+    department: &str,
+    role: Option<&str>,
+    wait: &str,
+    duration: &str,
+) -> Vec<u8> {
     let users = match role {
         Some(role) => serde_json::json!({"agent": {"name": "Agent", "role": role}, "visitor": {"name": "Visitor"}}).to_string(),
         None => serde_json::json!({"visitor": {"name": "Visitor"}}).to_string(),
@@ -216,7 +240,9 @@ pub fn post_raw(base: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://").to_owned();
     let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -232,7 +258,10 @@ pub fn post_raw(base: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u
     let _ = sending.join();
     let text = String::from_utf8_lossy(&answer).into_owned();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 

@@ -13,7 +13,11 @@ pub struct Prometheus {
 
 /// A free port on the loopback (bound and released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Prometheus {
@@ -21,18 +25,28 @@ impl Prometheus {
     /// Fails the test (never skips) when the binary is missing.
     pub fn start(config: &str, flags: &[&str]) -> Prometheus {
         let found = Command::new("prometheus").arg("--version").output().is_ok();
-        assert!(found, "prometheus is not installed: apt-get install -y prometheus (scripts/test does it)");
+        assert!(
+            found,
+            "prometheus is not installed: apt-get install -y prometheus (scripts/test does it)"
+        );
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
         Self::start_with_file(&config_path, dir, flags)
     }
 
-    pub fn start_with_file(config_path: &Path, dir: tempfile::TempDir, flags: &[&str]) -> Prometheus {
+    pub fn start_with_file(
+        config_path: &Path,
+        dir: tempfile::TempDir,
+        flags: &[&str],
+    ) -> Prometheus {
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(flags)
             .stdin(Stdio::null())
@@ -64,8 +78,12 @@ impl Prometheus {
             req = req.query(*k, *v);
         }
         let mut resp = req.call().map_err(|e| e.to_string())?;
-        let text = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
-        let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let body: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
         if body["status"] != "success" {
             return Err(body.to_string());
         }
@@ -87,7 +105,10 @@ impl Prometheus {
                 Ok(_) => {}
                 Err(e) => panic!("{expr}: {e}"),
             }
-            assert!(Instant::now() < deadline, "{expr}: no data within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{expr}: no data within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -109,5 +130,8 @@ pub fn scrape_config(target: &str) -> String {
 
 /// The numeric value of an instant-vector sample.
 pub fn value(sample: &serde_json::Value) -> f64 {
-    sample["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+    sample["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
 }

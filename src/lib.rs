@@ -111,6 +111,7 @@ fn init_logging(args: &RunArgs) -> Result<(), StartError> {
         .map_err(|e| StartError::LogLevel(e.to_string()))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.try_init(),

@@ -115,7 +115,10 @@ enum Msg {
     Shutdown,
 }
 
-type Job = (StoredEvent, oneshot::Sender<Result<Admission>>);
+type Job = (
+    StoredEvent,
+    oneshot::Sender<Result<(Admission, StoredEvent)>>,
+);
 
 /// Commit statistics, for the exporter's own metrics.
 #[derive(Debug, Clone, Copy)]
@@ -176,16 +179,18 @@ impl Store {
         }
     }
 
-    /// Admit one event: `New` once it is committed, `Duplicate` if it was admitted before.
-    pub async fn admit(&self, event: StoredEvent) -> Result<Admission> {
+    /// Admit one event: `New` once it is committed, `Duplicate` if it was admitted before. The
+    /// event comes back with the verdict, to be recorded.
+    pub async fn admit(&self, event: StoredEvent) -> Result<(Admission, StoredEvent)> {
         match &self.backend {
             Backend::Memory(dedup) => {
                 let mut dedup = dedup.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(if dedup.insert(&event, Instant::now()) {
+                let admission = if dedup.insert(&event, Instant::now()) {
                     Admission::New
                 } else {
                     Admission::Duplicate
-                })
+                };
+                Ok((admission, event))
             }
             Backend::Sqlite(h) => {
                 let (reply, answer) = oneshot::channel();
@@ -355,8 +360,8 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, on_commit: impl Fn(
                     batch: batch.len(),
                     seconds,
                 });
-                for ((_, reply), admission) in batch.drain(..).zip(admissions) {
-                    let _ = reply.send(Ok(admission));
+                for ((event, reply), admission) in batch.drain(..).zip(admissions) {
+                    let _ = reply.send(Ok((admission, event)));
                 }
             }
             Err(e) => {
@@ -477,16 +482,22 @@ mod tests {
     async fn durable_store_deduplicates_and_replays_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Normal, |_| {}, |_| {}).unwrap();
-        assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::New);
-        assert_eq!(store.admit(close("2", 3.0)).await.unwrap(), Admission::New);
         assert_eq!(
-            store.admit(close("1", 9.0)).await.unwrap(),
+            store.admit(close("1", 2.0)).await.unwrap().0,
+            Admission::New
+        );
+        assert_eq!(
+            store.admit(close("2", 3.0)).await.unwrap().0,
+            Admission::New
+        );
+        assert_eq!(
+            store.admit(close("1", 9.0)).await.unwrap().0,
             Admission::Duplicate
         );
         let mut start = close("1", 0.0);
         start.kind = EventKind::ChatStart;
         assert_eq!(
-            store.admit(start).await.unwrap(),
+            store.admit(start).await.unwrap().0,
             Admission::New,
             "another event type of the same chat is another event"
         );
@@ -510,7 +521,7 @@ mod tests {
         );
         assert_eq!(seen[0].agent_role.as_deref(), Some("operator"));
         assert_eq!(
-            store.admit(close("2", 3.0)).await.unwrap(),
+            store.admit(close("2", 3.0)).await.unwrap().0,
             Admission::Duplicate,
             "de-duplication survives a restart"
         );
@@ -546,7 +557,7 @@ mod tests {
             .collect();
         let mut new = 0;
         for t in tasks {
-            if t.await.unwrap() == Admission::New {
+            if t.await.unwrap().0 == Admission::New {
                 new += 1;
             }
         }
@@ -562,12 +573,18 @@ mod tests {
     #[tokio::test]
     async fn memory_store_deduplicates_within_its_window() {
         let store = Store::in_memory(Duration::from_secs(3600));
-        assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::New);
         assert_eq!(
-            store.admit(close("1", 2.0)).await.unwrap(),
+            store.admit(close("1", 2.0)).await.unwrap().0,
+            Admission::New
+        );
+        assert_eq!(
+            store.admit(close("1", 2.0)).await.unwrap().0,
             Admission::Duplicate
         );
-        assert_eq!(store.admit(close("2", 2.0)).await.unwrap(), Admission::New);
+        assert_eq!(
+            store.admit(close("2", 2.0)).await.unwrap().0,
+            Admission::New
+        );
     }
 
     #[test]

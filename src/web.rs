@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -76,12 +75,11 @@ fn ok(body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn webhook(
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn webhook(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    // Taken whole: the header map and the query are borrowed, not copied, on this hot path.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let query = parts.uri.query();
     let metrics = &state.metrics;
     let reject = |kind: EventKind,
                   reason: Reason,
@@ -120,7 +118,7 @@ async fn webhook(
         }
     };
 
-    if let Err(e) = state.auth.check(query.as_deref(), &headers, &bytes) {
+    if let Err(e) = state.auth.check(query, headers, &bytes) {
         let response = reject(
             EventKind::Unknown,
             Reason::Unauthorized,
@@ -153,19 +151,19 @@ async fn webhook(
         metrics.received(kind, Outcome::Ignored);
         return ok(IGNORED);
     };
-    match state.store.admit(stored.clone()).await {
-        Ok(Admission::New) => {
+    match state.store.admit(stored).await {
+        Ok((Admission::New, stored)) => {
             metrics.apply(&stored);
             metrics.received(kind, Outcome::Observed);
             ok(OBSERVED)
         }
-        Ok(Admission::Duplicate) => {
+        Ok((Admission::Duplicate, _)) => {
             metrics.received(kind, Outcome::Duplicate);
             ok(DUPLICATE)
         }
         Err(e) => {
             // Not the client's fault and not acknowledged: the sender retries.
-            tracing::error!(error = %e, event = kind.as_label(), chat_id = %stored.chat_id, "could not store a webhook");
+            tracing::error!(error = %e, event = kind.as_label(), "could not store a webhook");
             refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the exporter could not store the event; retry later",

@@ -7,7 +7,8 @@
 //! nothing. Gauges are computed when scraped, from the event times, so they hold after a restart
 //! that replays the stored events.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +29,9 @@ use crate::store::StoredEvent;
 /// starts cannot grow memory without bound.
 const MAX_WAITING: usize = 100_000;
 /// Most agents remembered per department for `acquire_agents_seen`.
-const MAX_AGENTS: usize = 10_000;
+const MAX_AGENTS: usize = 2_000;
+/// Most finished chats remembered to ignore late starts; the oldest are forgotten first.
+const MAX_FINISHED: usize = 200_000;
 /// Slots of the staffing window.
 const WINDOW_SLOTS: u32 = 60;
 
@@ -63,8 +66,14 @@ struct Department {
 #[derive(Debug, Default)]
 struct State {
     waiting: HashMap<ChatKey, Waiting>,
-    /// Chats accepted or closed, with when: a late or repeated start must not queue them again.
-    finished: HashMap<ChatKey, f64>,
+    /// Whether any start came: without starts there is no queue, and nothing to remember.
+    starts_seen: bool,
+    /// Chats accepted or closed (a keyed hash of the id, and when): a late start must not queue
+    /// them again. Bounded by the expiry time and by [`MAX_FINISHED`].
+    finished: HashMap<u64, f64>,
+    /// `finished` in the order it was filled, to forget the oldest first.
+    finished_order: VecDeque<(u64, f64)>,
+    hasher: RandomState,
     /// Departments seen in the queue or the staffing window.
     departments: BTreeSet<Value>,
     staffing: HashMap<Value, Department>,
@@ -127,8 +136,9 @@ impl Live {
     pub fn started(&self, e: &StoredEvent, at: f64) {
         let department = self.labeler.department(&e.department_id);
         let mut s = self.lock();
+        s.starts_seen = true;
         let k = key(e);
-        if s.finished.contains_key(&k) || s.waiting.contains_key(&k) {
+        if s.waiting.contains_key(&k) || s.finished.contains_key(&s.hasher.hash_one(&k)) {
             return;
         }
         if s.waiting.len() >= MAX_WAITING {
@@ -166,7 +176,7 @@ impl Live {
                 self.seen(&mut s, &w.department, agent, at);
             }
         }
-        s.finished.insert(k, at);
+        s.finish(&k, at);
     }
 
     /// A chat closed at `at`; `department` is its label value.
@@ -174,7 +184,7 @@ impl Live {
         let mut s = self.lock();
         let k = key(e);
         s.waiting.remove(&k);
-        s.finished.insert(k, at);
+        s.finish(&k, at);
         s.departments.insert(department.clone());
         let d = self.department(&mut s, department);
         // Only chats an agent took carry a handle time; every closed chat is an arrival.
@@ -222,10 +232,34 @@ impl Live {
             }
             keep
         });
-        s.finished.retain(|_, at| *at >= cutoff);
+        while let Some(&(h, at)) = s.finished_order.front() {
+            if at >= cutoff {
+                break;
+            }
+            s.finished_order.pop_front();
+            s.finished.remove(&h);
+        }
         let agents_cutoff = now - self.window.as_secs_f64();
         for d in s.staffing.values_mut() {
             d.agents.retain(|_, at| *at >= agents_cutoff);
+        }
+    }
+}
+
+impl State {
+    /// Remember that a chat finished, when a queue is in use.
+    fn finish(&mut self, chat: &ChatKey, at: f64) {
+        if !self.starts_seen {
+            return;
+        }
+        let h = self.hasher.hash_one(chat);
+        if self.finished.insert(h, at).is_none() {
+            self.finished_order.push_back((h, at));
+        }
+        while self.finished_order.len() > MAX_FINISHED {
+            if let Some((old, _)) = self.finished_order.pop_front() {
+                self.finished.remove(&old);
+            }
         }
     }
 }
@@ -420,5 +454,29 @@ mod tests {
         live.expire(4.0 * 3600.0 + 1.0);
         assert_eq!(live.snapshot(4.0 * 3600.0 + 1.0).waiting[0].1, 1);
         assert_eq!(live.expired.get_or_create(&[("department", d)]).get(), 1);
+    }
+
+    #[test]
+    fn finished_chats_are_remembered_only_with_a_queue_and_within_bounds() {
+        let (live, labeler) = live();
+        let d = labeler.department("1");
+        for i in 0..1000 {
+            live.closed(&event(EventKind::ChatClose, &i.to_string(), "1"), &d, 10.0);
+        }
+        assert!(
+            live.lock().finished.is_empty(),
+            "no starts, no queue: closes are not remembered"
+        );
+        live.started(&event(EventKind::ChatStart, "s", "1"), 10.0);
+        for i in 0..(MAX_FINISHED + 10) {
+            live.closed(
+                &event(EventKind::ChatClose, &format!("x{i}"), "1"),
+                &d,
+                20.0,
+            );
+        }
+        let s = live.lock();
+        assert_eq!(s.finished.len(), MAX_FINISHED);
+        assert_eq!(s.finished_order.len(), MAX_FINISHED);
     }
 }

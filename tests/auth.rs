@@ -127,3 +127,107 @@ fn an_hmac_signature_of_the_raw_body_is_required_when_configured() {
         "a log line holds the secret"
     );
 }
+
+#[test]
+fn basic_auth_from_the_web_config_guards_metrics_but_not_the_webhook() {
+    let config = common::fixtures_dir().join("webconfig/valid-basic-auth-only.yml");
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--web.config.file={}", config.display()),
+    ]);
+    let (status, _) = common::get(&exporter.url("/metrics"));
+    assert_eq!(status, 401, "no credentials");
+    let wrong = format!("Basic {}", base64("scraper:wrong"));
+    assert_eq!(
+        common::get_with(&exporter.url("/metrics"), &[("Authorization", &wrong)]).0,
+        401
+    );
+    let right = format!("Basic {}", base64("scraper:test-only-password"));
+    let (status, body) = common::get_with(&exporter.url("/metrics"), &[("Authorization", &right)]);
+    assert_eq!(status, 200);
+    assert!(body.contains("acquire_exporter_build_info"));
+    assert_eq!(
+        common::get(&exporter.url("/")).0,
+        401,
+        "the landing page too"
+    );
+    assert_eq!(
+        common::get(&exporter.url("/-/healthy")).0,
+        200,
+        "probes stay open"
+    );
+    assert_eq!(
+        exporter
+            .post_json(&fixture("chat-close-users-as-json-string.json"))
+            .0,
+        200,
+        "the webhook has its own auth"
+    );
+}
+
+fn base64(s: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tls_from_the_web_config_serves_https_only() {
+    let config = common::fixtures_dir().join("webconfig/valid-tls.yml");
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--web.config.file={}", config.display()),
+    ]);
+    let addr = exporter.base.trim_start_matches("http://").to_owned();
+    // A plain HTTP request gets no HTTP answer from a TLS listener.
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(&addr).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    plain
+        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "plain HTTP was served"
+    );
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr, "-CAfile"])
+        .arg(common::fixtures_dir().join("webconfig/test-only-ca.crt"))
+        .args(["-verify_return_error", "-brief", "-ign_eof"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(
+                b"GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )?;
+            child.wait_with_output()
+        })
+        .expect("openssl s_client runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("HTTP/1.1 200") && said.contains("Healthy"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

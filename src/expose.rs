@@ -16,6 +16,8 @@ use std::io::Write as _;
 use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as dto;
 use prost::Message as _;
 
+use crate::histogram::{ChatHistogram, EXEMPLAR_LABEL, Exemplar, unix_parts};
+
 /// An exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -85,10 +87,179 @@ pub fn encode(families: &[dto::MetricFamily], f: Format, out: &mut Vec<u8>) {
                 write_family(out, family, om, &mut labels);
             }
             if om {
-                out.extend_from_slice(b"# EOF\n");
+                write_eof(out);
             }
         }
     }
+}
+
+/// Appends the families in the text format (`om == false`) or in OpenMetrics without its closing
+/// `# EOF`, so that more families can follow (see [`write_histogram_family`]).
+pub fn encode_text_open(families: &[dto::MetricFamily], om: bool, out: &mut Vec<u8>) {
+    let families: Vec<&dto::MetricFamily> = families
+        .iter()
+        .filter(|family| !family.name.is_empty() && !family.metric.is_empty())
+        .collect();
+    out.reserve(text_size_hint(&families));
+    let mut labels = Vec::with_capacity(256);
+    for family in families {
+        write_family(out, family, om, &mut labels);
+    }
+}
+
+/// The closing line of an OpenMetrics exposition.
+pub fn write_eof(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"# EOF\n");
+}
+
+/// A classic bucket layout's `le` values, rendered once for the text formats.
+#[derive(Debug, Clone)]
+pub struct BucketLabels {
+    text: Vec<Box<[u8]>>,
+    open_metrics: Vec<Box<[u8]>>,
+}
+
+impl BucketLabels {
+    /// The rendered `le` values of `bounds`, `+Inf` last.
+    pub fn new(bounds: &[f64]) -> Self {
+        let render = |om: bool| {
+            bounds
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .map(|bound| {
+                    let mut v = Vec::with_capacity(16);
+                    write_float(&mut v, bound, om);
+                    v.into_boxed_slice()
+                })
+                .collect()
+        };
+        Self {
+            text: render(false),
+            open_metrics: render(true),
+        }
+    }
+}
+
+/// One histogram series for [`write_histogram_family`]: its rendered label pairs (as
+/// [`render_labels`] gives them) and its state.
+pub struct HistogramSeries<'a> {
+    /// `a="x",b="y"`, escaped.
+    pub labels: &'a [u8],
+    /// The series.
+    pub histogram: &'a ChatHistogram,
+}
+
+/// Appends a histogram family in the text or OpenMetrics form straight from the series' state,
+/// exactly as [`encode`] writes the classic part of their [`ChatHistogram::to_dto`] form, but
+/// without building it: the scrape of thousands of series is mostly this. Nothing is written for
+/// a family without series.
+pub fn write_histogram_family<'a>(
+    out: &mut Vec<u8>,
+    name: &str,
+    help: &str,
+    bucket_labels: &BucketLabels,
+    series: impl IntoIterator<Item = HistogramSeries<'a>>,
+    om: bool,
+) {
+    let les = if om {
+        &bucket_labels.open_metrics
+    } else {
+        &bucket_labels.text
+    };
+    let mut series = series.into_iter().peekable();
+    if series.peek().is_none() {
+        return;
+    }
+    let header = dto::MetricFamily {
+        name: name.to_owned(),
+        help: help.to_owned(),
+        r#type: dto::MetricType::Histogram as i32,
+        ..Default::default()
+    };
+    write_family(out, &header, om, &mut Vec::new());
+    let line = |out: &mut Vec<u8>, labels: &[u8], suffix: &[u8], le: Option<&[u8]>| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(suffix);
+        match (labels.is_empty(), le) {
+            (true, None) => {}
+            (_, le) => {
+                out.push(b'{');
+                out.extend_from_slice(labels);
+                if let Some(le) = le {
+                    if !labels.is_empty() {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"le=\"");
+                    out.extend_from_slice(le);
+                    out.push(b'"');
+                }
+                out.push(b'}');
+            }
+        }
+        out.push(b' ');
+    };
+    let count = |out: &mut Vec<u8>, n: u64| {
+        if om || n < 1_000_000 {
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        } else {
+            // As write_family: text writes counts as floats, like client_golang (1e+06 and up).
+            write_float(out, n as f64, false);
+        }
+    };
+    for s in series {
+        let h = s.histogram;
+        let counts = h.bucket_counts();
+        let mut cumulative: u64 = 0;
+        for (i, le) in les.iter().enumerate() {
+            // The +Inf bucket holds every observation, as the dto form's sample count.
+            cumulative = if i + 1 == les.len() {
+                h.count()
+            } else {
+                cumulative.saturating_add(counts.get(i).copied().unwrap_or(0))
+            };
+            line(out, s.labels, b"_bucket", Some(le));
+            count(out, cumulative);
+            if let Some(e) = h.exemplar(i).filter(|_| om) {
+                write_chat_exemplar(out, e);
+            }
+            out.push(b'\n');
+        }
+        line(out, s.labels, b"_sum", None);
+        write_float(out, h.sum(), om);
+        out.push(b'\n');
+        line(out, s.labels, b"_count", None);
+        count(out, h.count());
+        out.push(b'\n');
+    }
+}
+
+/// ` # {chat_id="..."} value timestamp`, as [`write_exemplar`] writes the dto form.
+fn write_chat_exemplar(out: &mut Vec<u8>, e: &Exemplar) {
+    out.extend_from_slice(b" # {");
+    out.extend_from_slice(EXEMPLAR_LABEL.as_bytes());
+    out.extend_from_slice(b"=\"");
+    write_escaped(out, &e.chat_id, true);
+    out.extend_from_slice(b"\"} ");
+    write_float(out, e.value, true);
+    out.push(b' ');
+    let (seconds, nanos) = unix_parts(e.timestamp);
+    write_seconds(out, seconds, nanos);
+}
+
+/// Label pairs rendered as the text formats write them: `a="x",b="y"`, values escaped.
+pub fn render_labels(pairs: &[(&str, &str)]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(64);
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        write_escaped(&mut out, value, true);
+        out.push(b'"');
+    }
+    out.into_boxed_slice()
 }
 
 /// Whether an `Accept-Encoding` header allows gzip (`gzip`, `x-gzip` or `*` with a q above 0).

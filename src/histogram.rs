@@ -204,7 +204,7 @@ impl Exemplar {
 }
 
 /// Seconds and non-negative nanoseconds since the Unix epoch, saturating far outside it.
-fn unix_parts(t: SystemTime) -> (i64, i32) {
+pub(crate) fn unix_parts(t: SystemTime) -> (i64, i32) {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => (
             i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
@@ -333,7 +333,13 @@ impl ChatHistogram {
         }
     }
 
-    fn exemplar(&self, bucket: usize) -> Option<&Exemplar> {
+    /// Observations per classic bucket, not cumulative, the `+Inf` bucket last.
+    pub fn bucket_counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// The newest exemplar of a classic bucket (index as in [`Self::bucket_counts`]).
+    pub fn exemplar(&self, bucket: usize) -> Option<&Exemplar> {
         self.exemplars.get(bucket).and_then(Option::as_ref)
     }
 }

@@ -106,13 +106,13 @@ impl Live {
             Family::new_with_constructor(Buckets(settings.wait_buckets.clone().into()));
         registry.register(
             "acquire_chat_accept_time_seconds",
-            "Time from a chat's start to its accept by an agent.",
+            "Time from a chat's start to its accept by an agent",
             accept_time.clone(),
         );
         let expired = Family::<DepartmentLabel, Counter>::default();
         registry.register(
             "acquire_chats_expired",
-            "Waiting chats dropped from the queue after the expiry time without an accept or a close.",
+            "Waiting chats dropped from the queue after the expiry time without an accept or a close",
             expired.clone(),
         );
         Live {

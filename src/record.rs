@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::Settings;
 use crate::decode::EventKind;
+use crate::expose::{self, BucketLabels, Format, HistogramSeries};
 use crate::histogram::{ChatHistogram, Exemplar, HistogramLayout, NativeLayout};
 use crate::queue::Live;
 use crate::store::{CommitStats, StoredEvent};
@@ -251,6 +252,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[derive(Debug)]
 struct Pair {
+    /// The series' label pairs as the text formats write them, rendered once.
+    labels: Box<[u8]>,
     wait: ChatHistogram,
     duration: ChatHistogram,
 }
@@ -263,9 +266,16 @@ type SeriesKey = (Value, Value);
 struct ChatSeries {
     wait_layout: HistogramLayout,
     duration_layout: HistogramLayout,
+    wait_les: BucketLabels,
+    duration_les: BucketLabels,
     exemplars: bool,
     series: RwLock<HashMap<SeriesKey, Arc<Mutex<Pair>>>>,
 }
+
+const WAIT_NAME: &str = "acquire_chat_wait_time_seconds";
+const WAIT_HELP: &str = "Time visitors waited before an agent answered, per closed chat.";
+const DURATION_NAME: &str = "acquire_chat_duration_seconds";
+const DURATION_HELP: &str = "Duration of closed chats.";
 
 impl ChatSeries {
     fn series(&self, key: (Value, Value)) -> Arc<Mutex<Pair>> {
@@ -278,9 +288,11 @@ impl ChatSeries {
             return s.clone();
         }
         let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let labels = expose::render_labels(&[("agent_role", &key.1.0), ("department", &key.0.0)]);
         map.entry(key)
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Pair {
+                    labels,
                     wait: ChatHistogram::new(&self.wait_layout),
                     duration: ChatHistogram::new(&self.duration_layout),
                 }))
@@ -288,7 +300,8 @@ impl ChatSeries {
             .clone()
     }
 
-    fn families(&self) -> [dto::MetricFamily; 2] {
+    /// The series, sorted by (department, agent_role) as the exposition lists them.
+    fn sorted(&self) -> Vec<(SeriesKey, Arc<Mutex<Pair>>)> {
         let mut entries: Vec<_> = self
             .series
             .read()
@@ -297,6 +310,45 @@ impl ChatSeries {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries
+    }
+
+    /// Both families in a text format, straight from the series (the classic part of
+    /// [`Self::families`], without building it).
+    fn write_text(&self, out: &mut Vec<u8>, om: bool) {
+        let entries = self.sorted();
+        let guards: Vec<_> = entries.iter().map(|(_, pair)| lock(pair)).collect();
+        let lines = self.wait_layout.bounds().len() + self.duration_layout.bounds().len() + 6;
+        out.reserve(guards.len() * lines * (guards.first().map_or(0, |g| g.labels.len()) + 56));
+        let series = |histogram: fn(&Pair) -> &ChatHistogram| {
+            guards
+                .iter()
+                .filter(move |pair| histogram(pair).count() > 0)
+                .map(move |pair| HistogramSeries {
+                    labels: &pair.labels,
+                    histogram: histogram(pair),
+                })
+        };
+        expose::write_histogram_family(
+            out,
+            WAIT_NAME,
+            WAIT_HELP,
+            &self.wait_les,
+            series(|p| &p.wait),
+            om,
+        );
+        expose::write_histogram_family(
+            out,
+            DURATION_NAME,
+            DURATION_HELP,
+            &self.duration_les,
+            series(|p| &p.duration),
+            om,
+        );
+    }
+
+    fn families(&self) -> [dto::MetricFamily; 2] {
+        let entries = self.sorted();
         let mut wait = Vec::with_capacity(entries.len());
         let mut duration = Vec::with_capacity(entries.len());
         for ((department, role), pair) in entries {
@@ -315,16 +367,8 @@ impl ChatSeries {
             }
         }
         [
-            family(
-                "acquire_chat_wait_time_seconds",
-                "Time visitors waited before an agent answered, per closed chat.",
-                wait,
-            ),
-            family(
-                "acquire_chat_duration_seconds",
-                "Duration of closed chats.",
-                duration,
-            ),
+            family(WAIT_NAME, WAIT_HELP, wait),
+            family(DURATION_NAME, DURATION_HELP, duration),
         ]
     }
 }
@@ -370,9 +414,10 @@ impl Metrics {
     /// All metrics, registered in a registry of their own.
     pub fn new(settings: &Settings) -> Result<Self, LayoutError> {
         let mut registry = Registry::default();
+        // Help texts go in without their final period: the registry appends one.
         registry.register(
             "acquire_exporter_build",
-            "Version of the exporter, always 1.",
+            "Version of the exporter, always 1",
             Info::new(vec![
                 ("version", env!("CARGO_PKG_VERSION")),
                 (
@@ -385,7 +430,7 @@ impl Metrics {
         let received_family = Family::<[(&'static str, &'static str); 2], Counter>::default();
         registry.register(
             "acquire_webhooks_received",
-            "Webhook deliveries received, by event type and outcome.",
+            "Webhook deliveries received, by event type and outcome",
             received_family.clone(),
         );
         // Every combination exists from the start, so rate() and alerts see zeros, not gaps.
@@ -403,7 +448,7 @@ impl Metrics {
         let rejection_family = Family::<[(&'static str, &'static str); 1], Counter>::default();
         registry.register(
             "acquire_webhook_rejections",
-            "Webhook deliveries refused with a 4xx, by reason.",
+            "Webhook deliveries refused with a 4xx, by reason",
             rejection_family.clone(),
         );
         let rejections = Reason::ALL
@@ -418,14 +463,14 @@ impl Metrics {
         let unanswered = Family::<DepartmentLabel, Counter>::default();
         registry.register(
             "acquire_chats_unanswered",
-            "Closed chats that carried no wait time (nobody answered them).",
+            "Closed chats that carried no wait time (nobody answered them)",
             unanswered.clone(),
         );
 
         let overflow = Family::<[(&'static str, &'static str); 1], Counter>::default();
         registry.register(
             "acquire_label_overflow",
-            "Events whose department or agent role was recorded as \"other\" because the label reached its cap.",
+            "Events whose department or agent role was recorded as \"other\" because the label reached its cap",
             overflow.clone(),
         );
         for l in ["department", "agent_role"] {
@@ -435,7 +480,7 @@ impl Metrics {
         let commits = Counter::default();
         registry.register(
             "acquire_exporter_storage_commits",
-            "Group commits of the durable store.",
+            "Group commits of the durable store",
             commits.clone(),
         );
         let commit_seconds = Histogram::new([
@@ -443,13 +488,13 @@ impl Metrics {
         ]);
         registry.register(
             "acquire_exporter_storage_commit_duration_seconds",
-            "Time a group commit of the durable store took.",
+            "Time a group commit of the durable store took",
             commit_seconds.clone(),
         );
         let stored = Gauge::default();
         registry.register(
             "acquire_exporter_storage_events",
-            "Events held in the store (admitted chat starts, accepts and closes).",
+            "Events held in the store (admitted chat starts, accepts and closes)",
             stored.clone(),
         );
 
@@ -459,11 +504,15 @@ impl Metrics {
             .map(|(factor, max)| NativeLayout::new(factor, max))
             .transpose()
             .map_err(|e| LayoutError(e.to_string()))?;
+        let wait_layout = HistogramLayout::new(&settings.wait_buckets, native)
+            .map_err(|e| LayoutError(e.to_string()))?;
+        let duration_layout = HistogramLayout::new(&settings.duration_buckets, native)
+            .map_err(|e| LayoutError(e.to_string()))?;
         let chats = ChatSeries {
-            wait_layout: HistogramLayout::new(&settings.wait_buckets, native)
-                .map_err(|e| LayoutError(e.to_string()))?,
-            duration_layout: HistogramLayout::new(&settings.duration_buckets, native)
-                .map_err(|e| LayoutError(e.to_string()))?,
+            wait_les: BucketLabels::new(wait_layout.bounds()),
+            duration_les: BucketLabels::new(duration_layout.bounds()),
+            wait_layout,
+            duration_layout,
             exemplars: settings.exemplars,
             series: RwLock::new(HashMap::new()),
         };
@@ -554,16 +603,41 @@ impl Metrics {
 
     /// Everything, in the protobuf data model, for one scrape.
     pub fn gather(&self) -> Vec<dto::MetricFamily> {
-        let mut families = match prometheus_protobuf::encode(&self.registry) {
+        let mut families = self.registry_families();
+        families.extend(self.chats.families());
+        families
+    }
+
+    /// One scrape in the given format, appended to `out`: what [`expose::encode`] makes of
+    /// [`Self::gather`] (with [`newest_exemplar_only`] for protobuf), but the text formats write
+    /// the chat histograms straight from their state.
+    pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        match format {
+            Format::Protobuf => {
+                let mut families = self.gather();
+                newest_exemplar_only(&mut families);
+                expose::encode(&families, format, out);
+            }
+            Format::Text | Format::OpenMetrics => {
+                let om = format == Format::OpenMetrics;
+                expose::encode_text_open(&self.registry_families(), om, out);
+                self.chats.write_text(out, om);
+                if om {
+                    expose::write_eof(out);
+                }
+            }
+        }
+    }
+
+    fn registry_families(&self) -> Vec<dto::MetricFamily> {
+        match prometheus_protobuf::encode(&self.registry) {
             Ok(f) => f,
             Err(e) => {
                 // The chat histograms are still served: one failing metric must not fail a scrape.
                 tracing::error!(error = %e, "encoding the registry failed");
                 Vec::new()
             }
-        };
-        families.extend(self.chats.families());
-        families
+        }
     }
 
     /// Observations of the wait histogram, summed over series (for tests and the load generator).
@@ -650,5 +724,65 @@ mod tests {
         assert_eq!(&*l.role(Some("administrator")).0, "administrator");
         assert_eq!(&*l.role(None).0, "none");
         assert_eq!(&*l.role(Some("operator")).0, "other");
+    }
+
+    fn close(chat: &str, department: &str, role: Option<&str>, wait: Option<f64>, ms: i64) -> StoredEvent {
+        StoredEvent {
+            kind: EventKind::ChatClose,
+            account_id: "1".into(),
+            chat_id: chat.into(),
+            received_ms: ms,
+            department_id: department.into(),
+            agent_role: role.map(str::to_owned),
+            agent_id: None,
+            wait_seconds: wait,
+            duration_seconds: Some(125.5),
+        }
+    }
+
+    /// The text formats write the chat histograms straight from their state; this guards that
+    /// they stay byte for byte what the reference encoder makes of the full data model.
+    #[test]
+    fn direct_text_encoding_equals_the_reference_encoder() {
+        let mut settings = Settings::default();
+        settings
+            .departments
+            .insert("7".into(), "Sales \"EU\"\\north\nline".into());
+        let metrics = Metrics::new(&settings).unwrap();
+        let events = [
+            close("a", "7", Some("operator"), Some(3.0), 1_700_000_000_123),
+            close("b", "7", Some("operator"), Some(0.25), 1_700_000_001_000),
+            close("c", "8", None, None, 1_700_000_002_000),
+            close("d", "", Some("admin"), Some(1e7), 1_700_000_003_500),
+            close("e\"q", "9", Some("operator"), Some(45.0), 1_700_000_004_000),
+        ];
+        for e in &events {
+            metrics.apply(e);
+        }
+        for format in [Format::Text, Format::OpenMetrics] {
+            let mut direct = Vec::new();
+            metrics.encode(format, &mut direct);
+            let mut reference = Vec::new();
+            expose::encode(&metrics.gather(), format, &mut reference);
+            let (direct, reference) = (
+                String::from_utf8(direct).unwrap(),
+                String::from_utf8(reference).unwrap(),
+            );
+            assert!(direct.contains("acquire_chat_wait_time_seconds_bucket"), "{direct}");
+            assert!(!direct.contains("..\n"), "help texts end in one period: {direct}");
+            assert_eq!(direct, reference, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn families_without_observations_are_left_out_of_the_text() {
+        let metrics = Metrics::new(&Settings::default()).unwrap();
+        // A chat nobody answered has a duration but no wait.
+        metrics.apply(&close("a", "7", None, None, 1_700_000_000_000));
+        let mut text = Vec::new();
+        metrics.encode(Format::Text, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("acquire_chat_duration_seconds_count"), "{text}");
+        assert!(!text.contains("acquire_chat_wait_time_seconds"), "{text}");
     }
 }

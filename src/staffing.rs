@@ -188,6 +188,9 @@ pub fn offered_load(arrivals_per_second: f64, handle_time: f64) -> f64 {
 /// Erlang B: the share of chats that would find all `agents` busy if they could not wait, by the
 /// recursion B(0) = 1, B(n) = A·B(n−1) / (n + A·B(n−1)), which never overflows.
 /// NaN for a negative or NaN load; 1 for an infinite one.
+///
+/// For `agents` ≥ A the recursion may start at n₀ = A − 9·√A instead of 0 (see
+/// [`recursion_start`]), so a large load costs O(√A) steps, not O(A), at full precision.
 pub fn erlang_b(offered_load: f64, agents: u32) -> f64 {
     if offered_load.is_nan() || offered_load < 0.0 {
         return f64::NAN;
@@ -195,11 +198,29 @@ pub fn erlang_b(offered_load: f64, agents: u32) -> f64 {
     if offered_load.is_infinite() {
         return 1.0;
     }
-    let mut b = 1.0;
-    for n in 1..=agents {
+    let (start, mut b) = recursion_start(offered_load, agents);
+    for n in start + 1..=agents {
         b = step_b(offered_load, n, b);
     }
     b
+}
+
+/// Where the Erlang B recursion toward `agents` may start, and B there: (0, 1) exactly, or,
+/// for `agents` ≥ A and A − 9·√A ≥ 1, n₀ = ⌊A − 9·√A⌋ with the fluid value 1 − n₀/A.
+///
+/// Why that is exact to double precision: every B(n) lies above 1 − n/A (the carried load
+/// A·(1 − B) is below n), and so does the recursion started at the fluid value, where the step
+/// B ↦ A·B / (n + A·B) has slope A·n / (n + A·B)² ≤ n / A. The start's error (below 1) shrinks
+/// by that factor at each step up to A, in all by Π n/A ≤ exp(−(9·√A)²/2A) = exp(−40.5) ≈ 2.6e−18,
+/// and past A the slope is at most A/n ≤ 1. A million Erlangs thus take 9,000 steps, not a million.
+fn recursion_start(load: f64, agents: u32) -> (u32, f64) {
+    let start = load - 9.0 * load.sqrt();
+    if f64::from(agents) < load || start < 1.0 {
+        return (0, 1.0);
+    }
+    // start < load ≤ agents, so the cast neither saturates nor passes `agents`.
+    let n0 = start.floor() as u32;
+    (n0, 1.0 - f64::from(n0) / load)
 }
 
 /// One step of the Erlang B recursion, from B(n−1) to B(n).
@@ -1001,5 +1022,25 @@ mod tests {
             prop_assert!(agents >= 1);
             prop_assert!(service_level(load, agents - 1, wait, per_agent) < share);
         }
+    }
+
+    /// The shortened recursion of large loads agrees with the full one from B(0) = 1.
+    #[test]
+    fn erlang_b_large_loads_match_the_full_recursion() {
+        fn full(load: f64, agents: u32) -> f64 {
+            (1..=agents).fold(1.0, |b, n| step_b(load, n, b))
+        }
+        for load in [82.0_f64, 150.0, 999.5, 12_345.6, 250_000.0] {
+            let first = load.floor() as u32 + 1;
+            for agents in [first, first + 3, first + (3.0 * load.sqrt()) as u32] {
+                let (fast, slow) = (erlang_b(load, agents), full(load, agents));
+                assert!(
+                    ((fast - slow) / slow).abs() < 1e-12,
+                    "A = {load}, N = {agents}: {fast} vs {slow}"
+                );
+            }
+            assert_eq!(recursion_start(load, first - 2).0, 0, "below A: full recursion");
+        }
+        assert!(recursion_start(250_000.0, 250_001).0 > 245_000);
     }
 }

@@ -10,7 +10,7 @@
 //! survives a restart.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -155,9 +155,10 @@ impl Store {
         let conn = open_connection(&path, sync)?;
         replay_all(&conn, &mut replay)?;
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
+        let answers = Answers::start();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(conn, rx, on_commit))
+            .spawn(move || writer(conn, rx, answers, on_commit))
             .map_err(|source| StoreError::Folder {
                 path: folder.to_owned(),
                 source,
@@ -332,7 +333,58 @@ fn copy_opt(to: &mut Option<String>, from: Option<&str>) {
     }
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, on_commit: impl Fn(CommitStats)) {
+type Answer = (
+    oneshot::Sender<Result<(Admission, StoredEvent)>>,
+    Result<(Admission, StoredEvent)>,
+);
+
+/// How the writer hands a batch's answers back: all at once to a task on the runtime, which
+/// completes them there. Answering each from the writer thread would wake the runtime once per
+/// delivery, and on a single busy core every wake-up is a switch of threads.
+enum Answers {
+    /// To the dispatching task.
+    Batched(mpsc::UnboundedSender<Vec<Answer>>),
+    /// No runtime to run the task on (a store opened outside one): one by one.
+    Direct,
+}
+
+impl Answers {
+    fn start() -> Self {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Answers::Direct;
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Answer>>();
+        runtime.spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                for (reply, answer) in batch {
+                    let _ = reply.send(answer);
+                }
+            }
+        });
+        Answers::Batched(tx)
+    }
+
+    fn send(&self, batch: Vec<Answer>) {
+        let batch = match self {
+            Answers::Batched(tx) => match tx.send(batch) {
+                Ok(()) => return,
+                // The runtime is gone (shutting down): answer here.
+                Err(mpsc::error::SendError(batch)) => batch,
+            },
+            Answers::Direct => batch,
+        };
+        for (reply, answer) in batch {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+fn writer(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    answers: Answers,
+    on_commit: impl Fn(CommitStats),
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -340,6 +392,10 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, on_commit: impl Fn(
             Some(Msg::Admit(job)) => batch.push(job),
             Some(Msg::Shutdown) | None => stopping = true,
         }
+        // Woken by the first delivery of a burst: let the request threads hand over the ones
+        // behind it before committing, or on a busy core every commit would carry one event.
+        // Where nothing else waits to run this returns at once.
+        std::thread::yield_now();
         // Take everything already queued: one commit for all of it. At shutdown, drain it all.
         while stopping || batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -360,15 +416,22 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, on_commit: impl Fn(
                     batch: batch.len(),
                     seconds,
                 });
-                for ((event, reply), admission) in batch.drain(..).zip(admissions) {
-                    let _ = reply.send(Ok((admission, event)));
-                }
+                answers.send(
+                    batch
+                        .drain(..)
+                        .zip(admissions)
+                        .map(|((event, reply), admission)| (reply, Ok((admission, event))))
+                        .collect(),
+                );
             }
             Err(e) => {
                 tracing::error!(error = %e, events = batch.len(), "storage commit failed; the deliveries get 503 and the sender retries");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Sqlite(clone_error(&e))));
-                }
+                answers.send(
+                    batch
+                        .drain(..)
+                        .map(|(_, reply)| (reply, Err(StoreError::Sqlite(clone_error(&e)))))
+                        .collect(),
+                );
             }
         }
     }
@@ -429,8 +492,8 @@ pub fn count_stored(folder: &Path) -> Result<i64> {
 #[derive(Debug)]
 struct MemoryDedup {
     hasher: RandomState,
-    current: HashSet<u64>,
-    previous: HashSet<u64>,
+    current: HashSet<u64, BuildHasherDefault<KeyHasher>>,
+    previous: HashSet<u64, BuildHasherDefault<KeyHasher>>,
     rotated: Instant,
     window: Duration,
 }
@@ -439,8 +502,8 @@ impl MemoryDedup {
     fn new(window: Duration) -> Self {
         MemoryDedup {
             hasher: RandomState::new(),
-            current: HashSet::new(),
-            previous: HashSet::new(),
+            current: HashSet::default(),
+            previous: HashSet::default(),
             rotated: Instant::now(),
             window,
         }
@@ -457,6 +520,27 @@ impl MemoryDedup {
             .hasher
             .hash_one((&e.account_id, kind_code(e.kind), &e.chat_id));
         !self.previous.contains(&key) && self.current.insert(key)
+    }
+}
+
+/// The keys of [`MemoryDedup`] are already keyed hashes: a set of them need not hash again.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else in rather than drop it.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 

@@ -232,12 +232,8 @@ fn to_stored(event: Event) -> Option<StoredEvent> {
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = expose::negotiate(accept);
-    let mut families = state.metrics.gather();
-    if format == expose::Format::Protobuf {
-        crate::record::newest_exemplar_only(&mut families);
-    }
     let mut body = Vec::with_capacity(64 * 1024);
-    expose::encode(&families, format, &mut body);
+    state.metrics.encode(format, &mut body);
     let gzip = expose::accepts_gzip(
         headers
             .get(header::ACCEPT_ENCODING)

@@ -1333,9 +1333,8 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
     }
 
     /// Checks the classic text with Prometheus's own linter; needs `promtool` on the PATH
-    /// (Debian: `apt-get install prometheus`). Run with `cargo test --lib -- --ignored promtool`.
+    /// (Debian: `apt-get install prometheus`, which the README's test command does).
     #[test]
-    #[ignore = "needs promtool"]
     fn promtool_accepts_the_text_format() {
         use std::process::{Command, Stdio};
         let text = encoded(&exporter_families(), Format::Text);
@@ -1345,7 +1344,9 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("promtool runs");
+            .expect(
+                "promtool is not installed: apt-get install -y prometheus (scripts/test does it)",
+            );
         child
             .stdin
             .take()

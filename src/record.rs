@@ -726,7 +726,13 @@ mod tests {
         assert_eq!(&*l.role(Some("operator")).0, "other");
     }
 
-    fn close(chat: &str, department: &str, role: Option<&str>, wait: Option<f64>, ms: i64) -> StoredEvent {
+    fn close(
+        chat: &str,
+        department: &str,
+        role: Option<&str>,
+        wait: Option<f64>,
+        ms: i64,
+    ) -> StoredEvent {
         StoredEvent {
             kind: EventKind::ChatClose,
             account_id: "1".into(),
@@ -768,8 +774,14 @@ mod tests {
                 String::from_utf8(direct).unwrap(),
                 String::from_utf8(reference).unwrap(),
             );
-            assert!(direct.contains("acquire_chat_wait_time_seconds_bucket"), "{direct}");
-            assert!(!direct.contains("..\n"), "help texts end in one period: {direct}");
+            assert!(
+                direct.contains("acquire_chat_wait_time_seconds_bucket"),
+                "{direct}"
+            );
+            assert!(
+                !direct.contains("..\n"),
+                "help texts end in one period: {direct}"
+            );
             assert_eq!(direct, reference, "{format:?}");
         }
     }
@@ -782,7 +794,10 @@ mod tests {
         let mut text = Vec::new();
         metrics.encode(Format::Text, &mut text);
         let text = String::from_utf8(text).unwrap();
-        assert!(text.contains("acquire_chat_duration_seconds_count"), "{text}");
+        assert!(
+            text.contains("acquire_chat_duration_seconds_count"),
+            "{text}"
+        );
         assert!(!text.contains("acquire_chat_wait_time_seconds"), "{text}");
     }
 }

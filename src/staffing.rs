@@ -1039,7 +1039,11 @@ mod tests {
                     "A = {load}, N = {agents}: {fast} vs {slow}"
                 );
             }
-            assert_eq!(recursion_start(load, first - 2).0, 0, "below A: full recursion");
+            assert_eq!(
+                recursion_start(load, first - 2).0,
+                0,
+                "below A: full recursion"
+            );
         }
         assert!(recursion_start(250_000.0, 250_001).0 > 245_000);
     }

@@ -128,3 +128,67 @@ fn native_histograms_and_exemplars_reach_prometheus_and_classic_scrapers_are_unc
     );
     assert!(value(&p50[0]) > 2.0 && value(&p50[0]) <= 5.0, "{p50:?}");
 }
+
+/// The issue's promise in full: one protobuf scrape, and Prometheus keeps both the native
+/// histogram and the classic `_bucket`/`_sum`/`_count` series of the same exporter series. Needs
+/// Prometheus 2.45 or newer (`scrape_classic_histograms`); Debian trixie's 2.53 is used.
+#[test]
+fn one_scrape_stores_native_and_classic_series() {
+    let exporter = Exporter::spawn(&["--storage.in-memory"]);
+    let target = exporter.base.trim_start_matches("http://").to_owned();
+    for (i, wait) in ["4", "4", "4", "50"].iter().enumerate() {
+        let (status, body) = exporter.post_json(&close_event(
+            &format!("both-{i}"),
+            "3",
+            Some("Administrator"),
+            wait,
+            "120",
+        ));
+        assert_eq!(status, 200, "{body}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        scrape_config(&target) + "    scrape_classic_histograms: true\n",
+    )
+    .unwrap();
+    let prometheus = Prometheus::start_binary(
+        &common::prometheus::newer_prometheus(),
+        &config,
+        dir,
+        &["--enable-feature=native-histograms,exemplar-storage"],
+    );
+    let series = r#"acquire_chat_wait_time_seconds{department="3",agent_role="administrator"}"#;
+    let count = prometheus.wait_for(
+        &format!("histogram_count({series})"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(value(&count[0]), 4.0, "the native histogram is stored");
+    let median = value(
+        &prometheus.wait_for(
+            &format!("histogram_quantile(0.5, {series})"),
+            Duration::from_secs(5),
+        )[0],
+    );
+    assert!((median - 4.0).abs() / 4.0 < 0.1, "native median {median}");
+    let classic = prometheus.wait_for(
+        r#"acquire_chat_wait_time_seconds_bucket{department="3",agent_role="administrator",le=~"5(\\.0)?"}"#,
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        value(&classic[0]),
+        3.0,
+        "the classic buckets are stored too"
+    );
+    let classic_count = prometheus.wait_for(
+        r#"acquire_chat_wait_time_seconds_count{department="3",agent_role="administrator"}"#,
+        Duration::from_secs(5),
+    );
+    assert_eq!(value(&classic_count[0]), 4.0);
+    let classic_sum = prometheus.wait_for(
+        r#"acquire_chat_wait_time_seconds_sum{department="3",agent_role="administrator"}"#,
+        Duration::from_secs(5),
+    );
+    assert_eq!(value(&classic_sum[0]), 62.0);
+}

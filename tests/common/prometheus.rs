@@ -40,8 +40,18 @@ impl Prometheus {
         dir: tempfile::TempDir,
         flags: &[&str],
     ) -> Prometheus {
+        Self::start_binary(Path::new("prometheus"), config_path, dir, flags)
+    }
+
+    /// Start a given Prometheus binary (see [`newer_prometheus`]).
+    pub fn start_binary(
+        binary: &Path,
+        config_path: &Path,
+        dir: tempfile::TempDir,
+        flags: &[&str],
+    ) -> Prometheus {
         let port = free_port();
-        let child = Command::new("prometheus")
+        let child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -134,4 +144,23 @@ pub fn value(sample: &serde_json::Value) -> f64 {
         .as_str()
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
+}
+
+/// Prometheus 2.53 from Debian's next release (trixie), which `scripts/fetch-prometheus` unpacks
+/// beside the repository (the README's test command runs it): the first Debian Prometheus that
+/// can keep the classic buckets of a histogram scraped as native (`scrape_classic_histograms`).
+/// Fails the test (never skips) when it is missing.
+pub fn newer_prometheus() -> std::path::PathBuf {
+    let path = std::env::var_os("ACQUIRE_TEST_PROMETHEUS_NEWER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(".tools/prometheus-trixie/usr/bin/prometheus")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-prometheus (scripts/test does it)",
+        path.display()
+    );
+    path
 }

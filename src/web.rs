@@ -232,17 +232,28 @@ fn to_stored(event: Event) -> Option<StoredEvent> {
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = expose::negotiate(accept);
-    let mut body = Vec::with_capacity(64 * 1024);
-    state.metrics.encode(format, &mut body);
     let gzip = expose::accepts_gzip(
         headers
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
+    // Thousands of series take milliseconds to encode: off the threads that answer webhooks.
+    let encode = move || {
+        let mut body = Vec::with_capacity(64 * 1024);
+        state.metrics.encode(format, &mut body);
+        if gzip { expose::gzip(&body) } else { body }
+    };
+    let body = match tokio::task::spawn_blocking(encode).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "encoding the metrics failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     let mut response = if gzip {
         (
             [(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"))],
-            expose::gzip(&body),
+            body,
         )
             .into_response()
     } else {

@@ -300,6 +300,8 @@ fn variables_are_the_documented_ones() {
     for name in ["job", "instance", "department", "agent_role"] {
         let v = by_name(name);
         assert_eq!(v["type"], "query", "{name}");
+        // A string runs as written; Grafana rebuilds the object form from separate fields.
+        assert!(v["query"].is_string(), "{name}: query as a string");
         assert!(
             variable_query(v).starts_with("label_values("),
             "{name}: {}",

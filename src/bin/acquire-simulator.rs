@@ -619,7 +619,16 @@ struct Simulation {
     /// Simulated times at which a queued chat leaves its department's queue.
     dequeues: BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
     counters: Counters,
+    /// Failed attempts in a row, and the pause before the next one.
+    failures: u64,
+    pause: Duration,
+    /// When the next summary line is due.
+    next_report: Instant,
 }
+
+/// The first pause after a failed delivery; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const MAX_PAUSE: Duration = Duration::from_secs(10);
 
 impl Simulation {
     fn new(args: Args, client: Client) -> Simulation {
@@ -647,6 +656,9 @@ impl Simulation {
             queued: vec![0; departments + 1],
             dequeues: BinaryHeap::new(),
             counters: Counters::default(),
+            failures: 0,
+            pause: FIRST_PAUSE,
+            next_report: Instant::now() + args.report_every,
             args,
         };
         sim.next_arrival = sim.draw_arrival(sim_start);
@@ -790,7 +802,6 @@ impl Simulation {
 
     fn run(&mut self) {
         let deadline = self.args.duration.map(|d| self.real_start + d);
-        let mut next_report = Instant::now() + self.args.report_every;
         println!(
             "acquire-simulator: sending to {} at {}x speed, from simulated {} UTC",
             self.args.url,
@@ -802,15 +813,12 @@ impl Simulation {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            if now >= next_report {
-                self.report();
-                next_report += self.args.report_every;
-            }
+            self.report_when_due();
             let next_delivery = self.pending.peek().map_or(f64::INFINITY, |d| d.at);
             let at = next_delivery.min(self.next_arrival);
             let due = self.real_due(at);
             if due > now {
-                let mut wake = due.min(next_report);
+                let mut wake = due.min(self.next_report);
                 if let Some(d) = deadline {
                     wake = wake.min(d);
                 }
@@ -831,64 +839,84 @@ impl Simulation {
     }
 
     /// Send one delivery, retrying with a growing pause while the exporter is unreachable or
-    /// answers 5xx (as the vendor retries), until it is taken or the run's time is up.
+    /// answers 5xx (as the vendor retries), until it is taken or the run's time is up. The pause
+    /// carries over to the next delivery until one succeeds, so an outage is not hammered.
     fn deliver(&mut self, delivery: &Delivery, deadline: Option<Instant>) {
-        let mut pause = Duration::from_millis(100);
         loop {
-            match self.client.post(&delivery.body) {
+            let problem = match self.client.post(&delivery.body) {
                 Ok(answer) if (200..300).contains(&answer.status) => {
-                    let c = &mut self.counters;
-                    match delivery.kind {
-                        Kind::Start => c.starts += 1,
-                        Kind::Accept => c.accepts += 1,
-                        Kind::Message => c.messages += 1,
-                        Kind::Close => c.closes += 1,
+                    if self.failures > 0 {
+                        eprintln!(
+                            "acquire-simulator: {} answers again after {} failed attempts",
+                            self.args.url, self.failures
+                        );
                     }
-                    let outcome = serde_json::from_str::<serde_json::Value>(&answer.body)
-                        .ok()
-                        .and_then(|v| v["status"].as_str().map(str::to_owned));
-                    match outcome.as_deref() {
-                        Some("duplicate") => c.duplicate += 1,
-                        Some("ignored") => c.ignored += 1,
-                        _ => c.observed += 1,
-                    }
+                    self.failures = 0;
+                    self.pause = FIRST_PAUSE;
+                    self.count(delivery.kind, &answer.body);
                     return;
                 }
                 Ok(answer) if answer.status >= 500 || matches!(answer.status, 408 | 429) => {
-                    self.counters.errors += 1;
-                    eprintln!(
-                        "acquire-simulator: {} answered {}: {}; retrying in {pause:?}",
-                        self.args.url,
-                        answer.status,
-                        answer.body.trim()
-                    );
+                    format!("answered {}: {}", answer.status, answer.body.trim())
                 }
                 Ok(answer) => {
                     self.counters.rejected += 1;
                     if self.counters.rejected.is_power_of_two() {
                         eprintln!(
-                            "acquire-simulator: {} refused a {:?} event with {}: {}",
+                            "acquire-simulator: {} refused a {:?} event with {}: {} ({} refused so far)",
                             self.args.url,
                             delivery.kind,
                             answer.status,
-                            answer.body.trim()
+                            answer.body.trim(),
+                            self.counters.rejected
                         );
                     }
                     return;
                 }
-                Err(e) => {
-                    self.counters.errors += 1;
-                    eprintln!(
-                        "acquire-simulator: {}: {e}; retrying in {pause:?}",
-                        self.args.url
-                    );
+                Err(e) => e.to_string(),
+            };
+            self.counters.errors += 1;
+            self.failures += 1;
+            if self.failures.is_power_of_two() {
+                eprintln!(
+                    "acquire-simulator: {}: {problem} ({} failed attempts in a row); retrying in {:?}",
+                    self.args.url, self.failures, self.pause
+                );
+            }
+            if let Some(d) = deadline {
+                if Instant::now() + self.pause >= d {
+                    std::thread::sleep(d.saturating_duration_since(Instant::now()));
+                    return;
                 }
             }
-            if deadline.is_some_and(|d| Instant::now() + pause >= d) {
-                return;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(10));
+            std::thread::sleep(self.pause);
+            self.pause = (self.pause * 2).min(MAX_PAUSE);
+            self.report_when_due();
+        }
+    }
+
+    fn count(&mut self, kind: Kind, answer: &str) {
+        let c = &mut self.counters;
+        match kind {
+            Kind::Start => c.starts += 1,
+            Kind::Accept => c.accepts += 1,
+            Kind::Message => c.messages += 1,
+            Kind::Close => c.closes += 1,
+        }
+        let outcome = serde_json::from_str::<serde_json::Value>(answer)
+            .ok()
+            .and_then(|v| v["status"].as_str().map(str::to_owned));
+        match outcome.as_deref() {
+            Some("duplicate") => c.duplicate += 1,
+            Some("ignored") => c.ignored += 1,
+            _ => c.observed += 1,
+        }
+    }
+
+    fn report_when_due(&mut self) {
+        if Instant::now() >= self.next_report {
+            self.report();
+            self.next_report += self.args.report_every;
         }
     }
 

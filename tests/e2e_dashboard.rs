@@ -437,6 +437,16 @@ fn label_values(p: &Prometheus, query: &str, instance: &str) -> Vec<String> {
         .collect()
 }
 
+/// The simulator process, stopped when the test ends early.
+struct Simulator(std::process::Child);
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn every_panel_and_variable_query_returns_data_from_simulated_traffic() {
     let config = tempfile::NamedTempFile::new().unwrap();
@@ -463,24 +473,26 @@ fn every_panel_and_variable_query_returns_data_from_simulated_traffic() {
 
     // Busy late-morning traffic at 60x: waits of a fraction of a second and chats of a few
     // seconds in wall-clock time, for longer than the lone chat takes to expire.
-    let mut simulator = Command::new(env!("CARGO_BIN_EXE_acquire-simulator"))
-        .args([
-            &format!("--url={}/webhook", exporter.base),
-            "--speed=60",
-            "--peak-per-hour=600",
-            "--start-hour=10",
-            "--duration=100s",
-            "--report-every=20s",
-            "--seed=42",
-        ])
-        .arg("--duplicate-share=0.05")
-        .arg("--invalid-share=0.01")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the simulator");
-    let mut simulator_out = simulator.stdout.take().unwrap();
+    let mut simulator = Simulator(
+        Command::new(env!("CARGO_BIN_EXE_acquire-simulator"))
+            .args([
+                &format!("--url={}/webhook", exporter.base),
+                "--speed=60",
+                "--peak-per-hour=600",
+                "--start-hour=10",
+                "--duration=100s",
+                "--report-every=20s",
+                "--seed=42",
+            ])
+            .arg("--duplicate-share=0.05")
+            .arg("--invalid-share=0.01")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the simulator"),
+    );
+    let mut simulator_out = simulator.0.stdout.take().unwrap();
     let output = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = simulator_out.read_to_string(&mut s);
@@ -622,7 +634,7 @@ fn every_panel_and_variable_query_returns_data_from_simulated_traffic() {
         );
     }
 
-    let status = simulator.wait().expect("simulator");
+    let status = simulator.0.wait().expect("simulator");
     let out = output.join().unwrap();
     assert!(status.success(), "the simulator failed: {out}");
     assert!(

@@ -9,8 +9,7 @@
 //! The memory-only store remembers keys for a window (two generations of a hash set) and nothing
 //! survives a restart.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -487,13 +486,20 @@ pub fn count_stored(folder: &Path) -> Result<i64> {
         .unwrap_or(0))
 }
 
-/// Remembers event keys for a window, in two generations: a key lives between one and two
-/// windows, and memory is bounded by the traffic of two windows (8 bytes a key).
+/// Slots of one generation's key table: 8 MiB, allocated once.
+const TABLE_SLOTS: usize = 1 << 20;
+/// Keys one generation takes before it rotates: half the slots, so probes stay short.
+const KEYS_PER_GENERATION: usize = TABLE_SLOTS / 2;
+
+/// Remembers event keys in two generations of fixed size: a generation rotates out when it is one
+/// window old or holds [`KEYS_PER_GENERATION`] keys, so a key is recognised for at least one
+/// window or that many later deliveries, whichever comes first, and memory is 16 MiB whatever
+/// the traffic (a growing set would hold 8 bytes and more per event of the window).
 #[derive(Debug)]
 struct MemoryDedup {
     hasher: RandomState,
-    current: HashSet<u64, BuildHasherDefault<KeyHasher>>,
-    previous: HashSet<u64, BuildHasherDefault<KeyHasher>>,
+    current: KeyTable,
+    previous: KeyTable,
     rotated: Instant,
     window: Duration,
 }
@@ -502,45 +508,85 @@ impl MemoryDedup {
     fn new(window: Duration) -> Self {
         MemoryDedup {
             hasher: RandomState::new(),
-            current: HashSet::default(),
-            previous: HashSet::default(),
+            current: KeyTable::new(),
+            previous: KeyTable::new(),
             rotated: Instant::now(),
             window,
         }
     }
 
     /// True when the key is new. A 64-bit keyed hash stands for the key: two different events
-    /// collide with a probability near n²/2⁶⁵ (1e-8 for a million keys in a window).
+    /// collide with a probability near n²/2⁶⁵ (1e-8 for a million keys remembered).
     fn insert(&mut self, e: &StoredEvent, now: Instant) -> bool {
-        if now.duration_since(self.rotated) >= self.window {
-            self.previous = std::mem::take(&mut self.current);
+        if now.duration_since(self.rotated) >= self.window
+            || self.current.len >= KEYS_PER_GENERATION
+        {
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
             self.rotated = now;
         }
         let key = self
             .hasher
             .hash_one((&e.account_id, kind_code(e.kind), &e.chat_id));
-        !self.previous.contains(&key) && self.current.insert(key)
+        !self.previous.contains(key) && self.current.insert(key)
     }
 }
 
-/// The keys of [`MemoryDedup`] are already keyed hashes: a set of them need not hash again.
-#[derive(Default)]
-struct KeyHasher(u64);
+/// An open-addressing set of keyed hashes (linear probing, 0 marks a free slot).
+struct KeyTable {
+    slots: Box<[u64]>,
+    len: usize,
+}
 
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl std::fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyTable").field("len", &self.len).finish()
     }
+}
 
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed here; fold anything else in rather than drop it.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+impl KeyTable {
+    fn new() -> Self {
+        // Zeroed memory comes from the kernel untouched: pages count once a key lands on them.
+        KeyTable {
+            slots: vec![0; TABLE_SLOTS].into_boxed_slice(),
+            len: 0,
         }
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    /// The slot holding `key`, or the free slot where it would go. The table is never more than
+    /// half full, so a free slot is always found.
+    fn slot(&self, key: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        // The low bits of a keyed SipHash are as uniform as the high ones.
+        let mut i = key as usize & mask;
+        while self.slots[i] != 0 && self.slots[i] != key {
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        let key = key.max(1);
+        self.slots[self.slot(key)] == key
+    }
+
+    /// True when the key was not there.
+    fn insert(&mut self, key: u64) -> bool {
+        let key = key.max(1);
+        let i = self.slot(key);
+        if self.slots[i] == key {
+            return false;
+        }
+        self.slots[i] = key;
+        self.len += 1;
+        true
+    }
+
+    fn clear(&mut self) {
+        if self.len > 0 {
+            self.slots.fill(0);
+            self.len = 0;
+        }
     }
 }
 
@@ -669,6 +715,26 @@ mod tests {
             store.admit(close("2", 2.0)).await.unwrap().0,
             Admission::New
         );
+    }
+
+    #[test]
+    fn memory_dedup_remembers_a_generation_of_keys_then_forgets_by_count() {
+        let mut d = MemoryDedup::new(Duration::from_secs(3600));
+        let t0 = Instant::now();
+        let first = close("first", 1.0);
+        assert!(d.insert(&first, t0));
+        for i in 1..KEYS_PER_GENERATION {
+            assert!(d.insert(&close(&i.to_string(), 1.0), t0), "key {i} is new");
+        }
+        // The first generation is full and rotates: its keys are still known.
+        assert!(!d.insert(&first, t0), "known one generation later");
+        assert!(!d.insert(&close("1", 1.0), t0));
+        for i in KEYS_PER_GENERATION..2 * KEYS_PER_GENERATION {
+            assert!(d.insert(&close(&i.to_string(), 1.0), t0), "key {i} is new");
+        }
+        let recent = close(&(2 * KEYS_PER_GENERATION - 1).to_string(), 1.0);
+        assert!(!d.insert(&recent, t0), "a recent key is known");
+        assert!(d.insert(&first, t0), "forgotten two generations later");
     }
 
     #[test]

@@ -1299,7 +1299,7 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
             for i in 0..200u32 {
                 let v = f64::from(i * i % 2100) / 3.0;
                 let e = Exemplar {
-                    chat_id: (104_000 + i).to_string(),
+                    chat_id: (104_000 + i).to_string().into(),
                     value: v,
                     timestamp: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + u64::from(i)),
                 };

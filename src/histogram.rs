@@ -169,8 +169,8 @@ impl NativeLayout {
 /// data).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exemplar {
-    /// The chat id, the value of the `chat_id` label.
-    pub chat_id: String,
+    /// The chat id, the value of the `chat_id` label (shared by the wait and the duration).
+    pub chat_id: std::sync::Arc<str>,
     /// The observed value.
     pub value: f64,
     /// When the observed event happened.
@@ -190,7 +190,7 @@ impl Exemplar {
         let mut exemplar = dto::Exemplar {
             label: vec![dto::LabelPair {
                 name: EXEMPLAR_LABEL.to_owned(),
-                value: self.chat_id.clone(),
+                value: self.chat_id.to_string(),
             }],
             value: self.value,
             timestamp: None,
@@ -642,7 +642,7 @@ mod tests {
 
     fn exemplar(chat_id: &str, value: f64, secs: u64) -> Exemplar {
         Exemplar {
-            chat_id: chat_id.to_owned(),
+            chat_id: chat_id.into(),
             value,
             timestamp: at(secs),
         }
@@ -1020,9 +1020,7 @@ mod tests {
         h.observe(&layout, 30.0, Some(exemplar("4", 30.0, 50)));
         h.observe(&layout, 31.0, None);
         h.observe(&layout, 100.0, Some(exemplar("5", 100.0, 10)));
-        let ids: Vec<Option<&str>> = (0..3)
-            .map(|i| h.exemplar(i).map(|e| e.chat_id.as_str()))
-            .collect();
+        let ids: Vec<Option<&str>> = (0..3).map(|i| h.exemplar(i).map(|e| &*e.chat_id)).collect();
         assert_eq!(ids, [Some("2"), Some("4"), Some("5")]);
     }
 
@@ -1039,7 +1037,7 @@ mod tests {
         for (name, chat_id, kept) in cases {
             let mut h = ChatHistogram::new(&layout);
             let e = Exemplar {
-                chat_id,
+                chat_id: chat_id.into(),
                 value: 1.0,
                 timestamp: at(1),
             };

@@ -571,9 +571,11 @@ impl Metrics {
                         .inc();
                 }
                 let series = self.chats.series((department.clone(), role));
+                let chat_id: Option<Arc<str>> =
+                    self.chats.exemplars.then(|| e.chat_id.as_str().into());
                 let exemplar = |value: f64| {
-                    self.chats.exemplars.then(|| Exemplar {
-                        chat_id: e.chat_id.clone(),
+                    chat_id.as_ref().map(|chat_id| Exemplar {
+                        chat_id: chat_id.clone(),
                         value,
                         timestamp: UNIX_EPOCH + Duration::from_millis(e.received_ms.max(0) as u64),
                     })

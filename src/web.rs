@@ -46,15 +46,23 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(&state.telemetry_path, get(metrics))
         .route("/", get(landing))
         .route_layer(middleware::from_fn_with_state(state.clone(), basic_auth));
-    Router::new()
+    let mut router = Router::new()
         .route(&state.webhook_path, post(webhook))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
-        .merge(guarded)
-        .layer(middleware::from_fn_with_state(
+        .merge(guarded);
+    // Only when the web config sets response headers: the layer costs every request a boxed call.
+    if state
+        .web_config
+        .as_ref()
+        .is_some_and(|web| !web.response_headers().is_empty())
+    {
+        router = router.layer(middleware::from_fn_with_state(
             state.clone(),
             common_headers,
-        ))
+        ));
+    }
+    router
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.request_timeout,

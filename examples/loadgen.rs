@@ -27,6 +27,9 @@ use tokio::net::TcpStream;
 /// The wait-time histogram's count series, summed for the end-of-run check.
 const WAIT_COUNT: &str = "acquire_chat_wait_time_seconds_count";
 
+/// Shortest time between two requests of one connection in an open-loop run.
+const MIN_SLOT: Duration = Duration::from_millis(10);
+
 /// Agent roles of the generated events; more than these get `role-N`.
 const ROLES: [&str; 5] = [
     "administrator",
@@ -61,7 +64,8 @@ struct PostArgs {
     /// Path of the webhook.
     #[arg(long, default_value = "/webhook")]
     path: String,
-    /// Open connections, each with one request in flight.
+    /// Open connections, each with one request in flight (raised in open-loop runs so that each
+    /// connection sends at most one request per 10 ms).
     #[arg(short, long, default_value_t = 32)]
     concurrency: usize,
     /// Measured seconds, after the warm-up.
@@ -449,7 +453,15 @@ async fn post(args: PostArgs) -> io::Result<bool> {
     } else {
         None
     };
-    let concurrency = args.concurrency.max(1);
+    // Open loop: enough connections that each waits at least `MIN_SLOT` between its requests,
+    // so the timer's millisecond granularity never shows up as latency.
+    let concurrency = match args.rate {
+        Some(rate) if rate > 0.0 => args
+            .concurrency
+            .max((rate * MIN_SLOT.as_secs_f64()).ceil() as usize),
+        _ => args.concurrency,
+    }
+    .max(1);
     let events = Arc::new(Events::new(&args, prefix));
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -560,6 +572,7 @@ async fn post(args: PostArgs) -> io::Result<bool> {
             "statuses": statuses,
             "io_errors": tally.io_errors,
             "latency_ms": lat.to_json(),
+            "client_cpu_s": own_cpu_seconds(),
             "count_check": count_check.map(|(grown, ok)| json!({"wait_count_grown": grown, "ok_200": tally.all_ok, "ok": ok})),
         })
     );
@@ -635,7 +648,6 @@ async fn connection(
                     let micros = done.duration_since(sent_at).as_micros();
                     tally.latencies.push(micros.min(u32::MAX as u128) as u32);
                 }
-                let _ = response.body_len;
             }
             Err(_) => {
                 tally.io_errors += 1;
@@ -644,6 +656,17 @@ async fn connection(
         }
     }
     tally
+}
+
+/// CPU time (user and system) this process has used, from `/proc/self/stat` (Linux; clock
+/// ticks of 1/100 s), so the harness can tell whether the client's core was the limit.
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
 }
 
 /// Latency percentiles in milliseconds.

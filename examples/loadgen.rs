@@ -92,6 +92,9 @@ struct PostArgs {
     /// Skip the count check against /metrics (for a server that has no metrics, such as the floor).
     #[arg(long)]
     no_check: bool,
+    /// Keep the client's core busy polling instead of sleeping between events.
+    #[arg(long)]
+    spin: bool,
     /// A label for the JSON line (e.g. `memory`, `durable`, `floor`).
     #[arg(long, default_value = "")]
     label: String,
@@ -496,6 +499,15 @@ async fn post(args: PostArgs) -> io::Result<bool> {
             connection(addr, &events, &next, &stop, &plan, offset).await
         }));
     }
+    let spinner = args.spin.then(|| {
+        let stop = stop.clone();
+        let plan = plan.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) && Instant::now() < plan.measure_until {
+                tokio::task::yield_now().await;
+            }
+        })
+    });
     let mut tally = Tally::default();
     for task in tasks {
         let t = task.await.map_err(io::Error::other)?;
@@ -506,6 +518,10 @@ async fn post(args: PostArgs) -> io::Result<bool> {
         for (status, n) in t.statuses {
             *tally.statuses.entry(status).or_default() += n;
         }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(spinner) = spinner {
+        let _ = spinner.await;
     }
     let finished = Instant::now();
     let window = match args.events {

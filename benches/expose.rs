@@ -1,4 +1,4 @@
-//! Encoding `/metrics` as the handler does (gather, then encode) at 10, 1,000 and 10,000 chat
+//! Encoding `/metrics` as the handler does (`Metrics::encode`) at 10, 1,000 and 10,000 chat
 //! series, in each format; and gzip of the text page at 1,000 series.
 
 mod common;
@@ -6,7 +6,6 @@ mod common;
 use std::hint::black_box;
 
 use acquire_exporter::expose::{self, Format};
-use acquire_exporter::record::newest_exemplar_only;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 fn exposing(c: &mut Criterion) {
@@ -21,19 +20,15 @@ fn exposing(c: &mut Criterion) {
         ] {
             group.bench_with_input(BenchmarkId::new(name, series), &series, |b, _| {
                 b.iter(|| {
-                    let mut families = metrics.gather();
-                    if format == Format::Protobuf {
-                        newest_exemplar_only(&mut families);
-                    }
                     let mut body = Vec::with_capacity(64 * 1024);
-                    expose::encode(&families, format, &mut body);
+                    metrics.encode(format, &mut body);
                     black_box(body)
                 })
             });
         }
         if series == 1_000 {
             let mut body = Vec::new();
-            expose::encode(&metrics.gather(), Format::Text, &mut body);
+            metrics.encode(Format::Text, &mut body);
             group.bench_function(BenchmarkId::new("gzip_text", series), |b| {
                 b.iter(|| expose::gzip(black_box(&body)))
             });

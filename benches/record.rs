@@ -1,0 +1,54 @@
+//! Recording one admitted close event into the chat histograms (and the live queue and staffing
+//! estimate that `Metrics::apply` also feeds).
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, UNIX_EPOCH};
+
+use acquire_exporter::config::Settings;
+use acquire_exporter::histogram::{ChatHistogram, Exemplar, HistogramLayout, NativeLayout};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+
+fn recording(c: &mut Criterion) {
+    let mut group = c.benchmark_group("record");
+
+    // One observation into one histogram series: classic and native buckets and the exemplar.
+    let settings = Settings::default();
+    let native = settings
+        .native
+        .map(|(factor, max)| NativeLayout::new(factor, max).expect("native layout"));
+    let layout = HistogramLayout::new(&settings.wait_buckets, native).expect("layout");
+    let mut histogram = ChatHistogram::new(&layout);
+    let mut i = 0u64;
+    group.bench_function("histogram_observe", |b| {
+        b.iter(|| {
+            i += 1;
+            let v = 1.0 + (i * 31 % 300) as f64;
+            let exemplar = Exemplar {
+                chat_id: "104111".to_owned(),
+                value: v,
+                timestamp: UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i),
+            };
+            histogram.observe(&layout, black_box(v), Some(exemplar));
+        })
+    });
+
+    // One close event through `Metrics::apply`, with 1,000 series already present.
+    let metrics = common::populated(1_000, 1);
+    let mut n = 1_000u64;
+    group.bench_function("apply_close_1000_series", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                common::close_event(n, 1_000)
+            },
+            |event| metrics.apply(black_box(&event)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, recording);
+criterion_main!(benches);

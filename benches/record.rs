@@ -26,7 +26,7 @@ fn recording(c: &mut Criterion) {
             i += 1;
             let v = 1.0 + (i * 31 % 300) as f64;
             let exemplar = Exemplar {
-                chat_id: "104111".to_owned(),
+                chat_id: "104111".into(),
                 value: v,
                 timestamp: UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i),
             };

@@ -261,6 +261,9 @@ struct Pair {
 /// (department, agent_role)
 type SeriesKey = (Value, Value);
 
+/// The wait or the duration histogram of a [`Pair`].
+type PairPart = fn(&Pair) -> &ChatHistogram;
+
 /// The two chat histograms, series by (department, agent_role).
 #[derive(Debug)]
 struct ChatSeries {
@@ -345,6 +348,51 @@ impl ChatSeries {
             series(|p| &p.duration),
             om,
         );
+    }
+
+    /// Both families as length-delimited protobuf messages, byte for byte what prost makes of
+    /// [`Self::families`] after [`newest_exemplar_only`], but one series at a time: the data model
+    /// of ten thousand series is never held at once, and prost sizes each series once, not once
+    /// per level of nesting.
+    fn write_protobuf(&self, out: &mut Vec<u8>) {
+        use prost::Message as _;
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        // MetricFamily.metric is field 4.
+        const METRIC_FIELD: u32 = 4;
+        let entries = self.sorted();
+        let mut body = Vec::new();
+        let families: [(&str, &str, &HistogramLayout, PairPart); 2] = [
+            (WAIT_NAME, WAIT_HELP, &self.wait_layout, |p| &p.wait),
+            (DURATION_NAME, DURATION_HELP, &self.duration_layout, |p| {
+                &p.duration
+            }),
+        ];
+        for (name, help, layout, histogram) in families {
+            body.clear();
+            for ((department, role), pair) in &entries {
+                let pair = lock(pair);
+                let h = histogram(&pair);
+                if h.count() == 0 {
+                    continue;
+                }
+                let labels = vec![
+                    label("agent_role", &role.0),
+                    label("department", &department.0),
+                ];
+                let mut metric = h.to_dto(layout, labels);
+                newest_exemplar_of(&mut metric);
+                encode_key(METRIC_FIELD, WireType::LengthDelimited, &mut body);
+                // A Vec grows as needed: encoding into it cannot fail.
+                let _ = metric.encode_length_delimited(&mut body);
+            }
+            if body.is_empty() {
+                continue;
+            }
+            let header = family(name, help, Vec::new());
+            encode_varint((header.encoded_len() + body.len()) as u64, out);
+            let _ = header.encode(out);
+            out.extend_from_slice(&body);
+        }
     }
 
     fn families(&self) -> [dto::MetricFamily; 2] {
@@ -611,14 +659,13 @@ impl Metrics {
     }
 
     /// One scrape in the given format, appended to `out`: what [`expose::encode`] makes of
-    /// [`Self::gather`] (with [`newest_exemplar_only`] for protobuf), but the text formats write
-    /// the chat histograms straight from their state.
+    /// [`Self::gather`] (with [`newest_exemplar_only`] for protobuf), but the chat histograms
+    /// are written straight from their state (text) or one series at a time (protobuf).
     pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
         match format {
             Format::Protobuf => {
-                let mut families = self.gather();
-                newest_exemplar_only(&mut families);
-                expose::encode(&families, format, out);
+                expose::encode(&self.registry_families(), format, out);
+                self.chats.write_protobuf(out);
             }
             Format::Text | Format::OpenMetrics => {
                 let om = format == Format::OpenMetrics;
@@ -661,23 +708,28 @@ impl Metrics {
 /// scrape. With the newest alone, every scrape hands over the latest chat.
 pub fn newest_exemplar_only(families: &mut [dto::MetricFamily]) {
     for metric in families.iter_mut().flat_map(|f| f.metric.iter_mut()) {
-        let Some(h) = metric.histogram.as_mut() else {
-            continue;
-        };
-        if h.positive_span.is_empty() && h.negative_span.is_empty() && h.zero_count == 0 {
-            continue;
-        }
-        let newest = h
-            .bucket
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| Some((i, b.exemplar.as_ref()?.timestamp.as_ref()?)))
-            .max_by_key(|(_, t)| (t.seconds, t.nanos))
-            .map(|(i, _)| i);
-        for (i, b) in h.bucket.iter_mut().enumerate() {
-            if Some(i) != newest {
-                b.exemplar = None;
-            }
+        newest_exemplar_of(metric);
+    }
+}
+
+/// [`newest_exemplar_only`] for one series.
+fn newest_exemplar_of(metric: &mut dto::Metric) {
+    let Some(h) = metric.histogram.as_mut() else {
+        return;
+    };
+    if h.positive_span.is_empty() && h.negative_span.is_empty() && h.zero_count == 0 {
+        return;
+    }
+    let newest = h
+        .bucket
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| Some((i, b.exemplar.as_ref()?.timestamp.as_ref()?)))
+        .max_by_key(|(_, t)| (t.seconds, t.nanos))
+        .map(|(i, _)| i);
+    for (i, b) in h.bucket.iter_mut().enumerate() {
+        if Some(i) != newest {
+            b.exemplar = None;
         }
     }
 }
@@ -767,6 +819,17 @@ mod tests {
         for e in &events {
             metrics.apply(e);
         }
+        let mut direct = Vec::new();
+        metrics.encode(Format::Protobuf, &mut direct);
+        let mut families = metrics.gather();
+        newest_exemplar_only(&mut families);
+        let mut reference = Vec::new();
+        expose::encode(&families, Format::Protobuf, &mut reference);
+        assert!(direct.len() > 1000, "{}", direct.len());
+        assert!(
+            direct == reference,
+            "protobuf differs from the reference encoder"
+        );
         for format in [Format::Text, Format::OpenMetrics] {
             let mut direct = Vec::new();
             metrics.encode(format, &mut direct);

@@ -153,6 +153,11 @@ impl Store {
         let path = folder.join("acquire-exporter.sqlite");
         let conn = open_connection(&path, sync)?;
         replay_all(&conn, &mut replay)?;
+        // Checkpoint the log into the database every 250 pages (1 MiB) rather than SQLite's
+        // 1,000: each checkpoint stalls the commits queued behind it for as long as it copies,
+        // so small ones keep the tail short (durable p99 at 34,000 events/s: 5.5 ms at 1,000
+        // pages, 2.5 ms at 250, 30 ms at 10,000) at no measurable cost in throughput.
+        conn.pragma_update(None, "wal_autocheckpoint", 250)?;
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
         let answers = Answers::start();
         let thread = std::thread::Builder::new()

@@ -254,6 +254,8 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         addr: args.listen_address,
         source,
     })?;
+    // Before "listening": from then on a SIGTERM is a graceful shutdown.
+    let shutdown = server::shutdown_signal();
     tracing::info!(
         address = %local,
         webhook = %args.webhook_path,
@@ -294,7 +296,7 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         app(state),
         tls,
         limits,
-        server::shutdown_signal(),
+        shutdown,
         Duration::from_secs(10),
     )
     .await;

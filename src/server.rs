@@ -211,10 +211,37 @@ fn is_connection_error(error: &io::Error) -> bool {
     )
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM. If a handler cannot be installed, that signal is
-/// logged and ignored rather than ending the process.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed by this call, not at the
+/// first poll, so a signal that comes right after start (before the server is polled) still
+/// shuts down gracefully instead of killing the process. If a handler cannot be installed, that
+/// signal is logged and ignored rather than ending the process. Needs a tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let wait = |installed: std::io::Result<Signal>, name: &'static str| async move {
+            match installed {
+                Ok(mut s) => {
+                    s.recv().await;
+                    info!("{name} received; shutting down");
+                }
+                Err(error) => {
+                    warn!(%error, "cannot listen for {name}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let interrupt = wait(signal(SignalKind::interrupt()), "SIGINT");
+        let terminate = wait(signal(SignalKind::terminate()), "SIGTERM");
+        async move {
+            tokio::select! {
+                () = interrupt => {}
+                () = terminate => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         match tokio::signal::ctrl_c().await {
             Ok(()) => info!("SIGINT received; shutting down"),
             Err(error) => {
@@ -222,26 +249,6 @@ pub async fn shutdown_signal() {
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-                info!("SIGTERM received; shutting down");
-            }
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
 
@@ -733,8 +740,8 @@ mod tests {
     #[cfg(unix)]
     #[tokio::test]
     async fn shutdown_signal_resolves_on_sigterm() {
+        // The call installs the handlers, so the SIGTERM below cannot end the test process.
         let mut signal = Box::pin(shutdown_signal());
-        // Polling once installs the handlers, so the SIGTERM below cannot end the test process.
         let early = tokio::time::timeout(Duration::from_millis(50), &mut signal).await;
         assert!(early.is_err(), "resolved without a signal");
         let status = std::process::Command::new("kill")

@@ -68,24 +68,16 @@ pub fn content_type(f: Format) -> &'static str {
 
 /// Appends the families to `out` in the given format.
 pub fn encode(families: &[dto::MetricFamily], f: Format, out: &mut Vec<u8>) {
-    let families = families
-        .iter()
-        .filter(|family| !family.name.is_empty() && !family.metric.is_empty());
     match f {
         Format::Protobuf => {
-            for family in families {
+            for family in families.iter().filter(|family| exposable(family)) {
                 // A Vec grows as needed: encoding into it only fails past isize::MAX bytes.
                 let _ = family.encode_length_delimited(out);
             }
         }
         Format::Text | Format::OpenMetrics => {
             let om = f == Format::OpenMetrics;
-            let families: Vec<&dto::MetricFamily> = families.collect();
-            out.reserve(text_size_hint(&families));
-            let mut labels = Vec::with_capacity(256);
-            for family in families {
-                write_family(out, family, om, &mut labels);
-            }
+            encode_text_open(families, om, out);
             if om {
                 write_eof(out);
             }
@@ -96,15 +88,18 @@ pub fn encode(families: &[dto::MetricFamily], f: Format, out: &mut Vec<u8>) {
 /// Appends the families in the text format (`om == false`) or in OpenMetrics without its closing
 /// `# EOF`, so that more families can follow (see [`write_histogram_family`]).
 pub fn encode_text_open(families: &[dto::MetricFamily], om: bool, out: &mut Vec<u8>) {
-    let families: Vec<&dto::MetricFamily> = families
-        .iter()
-        .filter(|family| !family.name.is_empty() && !family.metric.is_empty())
-        .collect();
+    let families: Vec<&dto::MetricFamily> =
+        families.iter().filter(|family| exposable(family)).collect();
     out.reserve(text_size_hint(&families));
     let mut labels = Vec::with_capacity(256);
     for family in families {
         write_family(out, family, om, &mut labels);
     }
+}
+
+/// A family with a name and at least one sample; others are left out of every format.
+fn exposable(family: &dto::MetricFamily) -> bool {
+    !family.name.is_empty() && !family.metric.is_empty()
 }
 
 /// The closing line of an OpenMetrics exposition.

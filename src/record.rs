@@ -323,31 +323,44 @@ impl ChatSeries {
         let guards: Vec<_> = entries.iter().map(|(_, pair)| lock(pair)).collect();
         let lines = self.wait_layout.bounds().len() + self.duration_layout.bounds().len() + 6;
         out.reserve(guards.len() * lines * (guards.first().map_or(0, |g| g.labels.len()) + 56));
-        let series = |histogram: fn(&Pair) -> &ChatHistogram| {
-            guards
+        for (name, help, _, les, histogram) in self.parts() {
+            let series = guards
                 .iter()
-                .filter(move |pair| histogram(pair).count() > 0)
-                .map(move |pair| HistogramSeries {
+                .filter(|pair| histogram(pair).count() > 0)
+                .map(|pair| HistogramSeries {
                     labels: &pair.labels,
                     histogram: histogram(pair),
-                })
-        };
-        expose::write_histogram_family(
-            out,
-            WAIT_NAME,
-            WAIT_HELP,
-            &self.wait_les,
-            series(|p| &p.wait),
-            om,
-        );
-        expose::write_histogram_family(
-            out,
-            DURATION_NAME,
-            DURATION_HELP,
-            &self.duration_les,
-            series(|p| &p.duration),
-            om,
-        );
+                });
+            expose::write_histogram_family(out, name, help, les, series, om);
+        }
+    }
+
+    /// Name, help, layout, rendered `le` values and accessor of the wait and duration families.
+    fn parts(
+        &self,
+    ) -> [(
+        &'static str,
+        &'static str,
+        &HistogramLayout,
+        &BucketLabels,
+        PairPart,
+    ); 2] {
+        [
+            (
+                WAIT_NAME,
+                WAIT_HELP,
+                &self.wait_layout,
+                &self.wait_les,
+                |p| &p.wait,
+            ),
+            (
+                DURATION_NAME,
+                DURATION_HELP,
+                &self.duration_layout,
+                &self.duration_les,
+                |p| &p.duration,
+            ),
+        ]
     }
 
     /// Both families as length-delimited protobuf messages, byte for byte what prost makes of
@@ -361,13 +374,7 @@ impl ChatSeries {
         const METRIC_FIELD: u32 = 4;
         let entries = self.sorted();
         let mut body = Vec::new();
-        let families: [(&str, &str, &HistogramLayout, PairPart); 2] = [
-            (WAIT_NAME, WAIT_HELP, &self.wait_layout, |p| &p.wait),
-            (DURATION_NAME, DURATION_HELP, &self.duration_layout, |p| {
-                &p.duration
-            }),
-        ];
-        for (name, help, layout, histogram) in families {
+        for (name, help, layout, _, histogram) in self.parts() {
             body.clear();
             for ((department, role), pair) in &entries {
                 let pair = lock(pair);

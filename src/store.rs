@@ -6,8 +6,8 @@
 //! (account, event type, chat id), so it holds across restarts. Rows hold ids, the department id,
 //! the agent role and times: never names, e-mails or phones.
 //!
-//! The memory-only store remembers keys for a window (two generations of a hash set) and nothing
-//! survives a restart.
+//! The memory-only store remembers keys for a window or a number of deliveries (two generations
+//! of fixed-size key tables) and nothing survives a restart.
 
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};

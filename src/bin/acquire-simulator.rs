@@ -296,28 +296,41 @@ impl Chat {
         .to_string()
     }
 
-    fn message_body(&self, account_id: &str, at: f64, from_agent: bool) -> String {
-        let user = match (&self.agent, from_agent) {
-            (Some((agent, _)), true) => json!({"id": agent, "type": "agent", "state": "online"}),
-            _ => json!({"id": self.visitor_id(), "type": "visitor"}),
-        };
-        let message = json!({"type": "message", "user": user}).to_string();
-        json!({
+    /// The fields of the chat thread that the message and close events share, with `fields`.
+    fn thread_body(&self, account_id: &str, fields: serde_json::Value) -> serde_json::Value {
+        let mut body = json!({
             "id": self.id.to_string(),
             "thread_id": "-1",
             "account_id": account_id,
             "session_id": self.visitor_id(),
             "room_id": format!("{:016x}", self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             "visitor_id": self.visitor_id(),
-            "message": message,
-            "recording": "[]",
-            "chat_wait_time": "null",
-            "chat_duration": "null",
-            "date_created": vendor_date(self.started),
-            "date_updated": vendor_date(at),
-            "date_picked": vendor_date(self.started + self.wait),
-            "event": "CHAT_ON_MESSAGE",
-        })
+        });
+        if let (Some(body), serde_json::Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        body
+    }
+
+    fn message_body(&self, account_id: &str, at: f64, from_agent: bool) -> String {
+        let user = match (&self.agent, from_agent) {
+            (Some((agent, _)), true) => json!({"id": agent, "type": "agent", "state": "online"}),
+            _ => json!({"id": self.visitor_id(), "type": "visitor"}),
+        };
+        let message = json!({"type": "message", "user": user}).to_string();
+        self.thread_body(
+            account_id,
+            json!({
+                "message": message,
+                "recording": "[]",
+                "chat_wait_time": "null",
+                "chat_duration": "null",
+                "date_created": vendor_date(self.started),
+                "date_updated": vendor_date(at),
+                "date_picked": vendor_date(self.started + self.wait),
+                "event": "CHAT_ON_MESSAGE",
+            }),
+        )
         .to_string()
     }
 
@@ -335,35 +348,32 @@ impl Chat {
                 "visitor".to_owned(),
             ),
         };
-        let mut body = json!({
-            "id": self.id.to_string(),
-            "thread_id": "-1",
-            "account_id": account_id,
-            "session_id": self.visitor_id(),
-            "room_id": format!("{:016x}", self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            "visitor_id": self.visitor_id(),
-            "type": "text",
-            "comments": "[]",
-            "chat_notes": "{}",
-            "chat_wait_time": wait,
-            "chat_duration": format!("{}", self.duration.round()),
-            "status": "closed",
-            "translate_to": "en",
-            "account_translate_language": "",
-            "translate_form_show": "false",
-            "date_created": vendor_date(self.started),
-            "date_updated": vendor_date(closed),
-            "department_id": self.department,
-            "past_comment": "[]",
-            "past_chat": "[]",
-            "translation_mode": "false",
-            "users": users.to_string(),
-            "by": by,
-            "ahead_chats": self.ahead.to_string(),
-            "ahead_time": format!("{}", (self.ahead as f64 * 30.0).round()),
-            "date_picked": vendor_date(self.started + self.wait),
-            "event": "CHAT_ON_CLOSE",
-        });
+        let mut body = self.thread_body(
+            account_id,
+            json!({
+                "type": "text",
+                "comments": "[]",
+                "chat_notes": "{}",
+                "chat_wait_time": wait,
+                "chat_duration": format!("{}", self.duration.round()),
+                "status": "closed",
+                "translate_to": "en",
+                "account_translate_language": "",
+                "translate_form_show": "false",
+                "date_created": vendor_date(self.started),
+                "date_updated": vendor_date(closed),
+                "department_id": self.department,
+                "past_comment": "[]",
+                "past_chat": "[]",
+                "translation_mode": "false",
+                "users": users.to_string(),
+                "by": by,
+                "ahead_chats": self.ahead.to_string(),
+                "ahead_time": format!("{}", (self.ahead as f64 * 30.0).round()),
+                "date_picked": vendor_date(self.started + self.wait),
+                "event": "CHAT_ON_CLOSE",
+            }),
+        );
         if without_id {
             body.as_object_mut().expect("an object").remove("id");
         }

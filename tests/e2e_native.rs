@@ -65,43 +65,7 @@ fn native_histograms_and_exemplars_reach_prometheus_and_classic_scrapers_are_unc
         "p95 {p95} is within the 10 % resolution of 100 s"
     );
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let (start, end) = ((now - 600).to_string(), (now + 600).to_string());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let exemplars = loop {
-        let data = native
-            .api(
-                "/api/v1/query_exemplars",
-                &[
-                    ("query", "acquire_chat_wait_time_seconds"),
-                    ("start", &start),
-                    ("end", &end),
-                ],
-            )
-            .expect("exemplar query");
-        let found: Vec<(String, f64)> = data
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
-            .map(|e| {
-                (
-                    e["labels"]["chat_id"].as_str().unwrap_or("").to_owned(),
-                    e["value"]
-                        .as_str()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(f64::NAN),
-                )
-            })
-            .collect();
-        if !found.is_empty() || std::time::Instant::now() > deadline {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let exemplars = wait_for_exemplars(&native);
     assert!(
         exemplars
             .iter()
@@ -191,4 +155,51 @@ fn one_scrape_stores_native_and_classic_series() {
         Duration::from_secs(5),
     );
     assert_eq!(value(&classic_sum[0]), 62.0);
+    let exemplars = wait_for_exemplars(&prometheus);
+    assert!(
+        exemplars.iter().any(|(id, v)| id == "both-3" && *v == 50.0),
+        "the newest chat is the exemplar: {exemplars:?}"
+    );
+}
+
+/// The exemplars of the wait histogram that Prometheus holds for the last ten minutes, as (chat
+/// id, value), once there are any (at most 30 s).
+fn wait_for_exemplars(prometheus: &Prometheus) -> Vec<(String, f64)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (start, end) = ((now - 600).to_string(), (now + 600).to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let data = prometheus
+            .api(
+                "/api/v1/query_exemplars",
+                &[
+                    ("query", "acquire_chat_wait_time_seconds"),
+                    ("start", &start),
+                    ("end", &end),
+                ],
+            )
+            .expect("exemplar query");
+        let found: Vec<(String, f64)> = data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
+            .map(|e| {
+                (
+                    e["labels"]["chat_id"].as_str().unwrap_or("").to_owned(),
+                    e["value"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        if !found.is_empty() || std::time::Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

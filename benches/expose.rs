@@ -1,11 +1,12 @@
-//! Encoding `/metrics` as the handler does (`Metrics::encode`) at 10, 1,000 and 10,000 chat
-//! series, in each format; and gzip of the text page at 1,000 series.
+//! Encoding `/metrics` at 10, 1,000 and 10,000 chat series: each format into one buffer
+//! (`Metrics::encode`), and the gzipped OpenMetrics and protobuf bodies as the handler writes
+//! them (`Metrics::write` into `Output::body(true)`: compressed chunk by chunk as encoded).
 
 mod common;
 
 use std::hint::black_box;
 
-use acquire_exporter::expose::{self, Format};
+use acquire_exporter::expose::{Format, Output};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 fn exposing(c: &mut Criterion) {
@@ -26,11 +27,16 @@ fn exposing(c: &mut Criterion) {
                 })
             });
         }
-        if series == 1_000 {
-            let mut body = Vec::new();
-            metrics.encode(Format::Text, &mut body);
-            group.bench_function(BenchmarkId::new("gzip_text", series), |b| {
-                b.iter(|| expose::gzip(black_box(&body)))
+        for (name, format) in [
+            ("openmetrics_gzip", Format::OpenMetrics),
+            ("protobuf_gzip", Format::Protobuf),
+        ] {
+            group.bench_with_input(BenchmarkId::new(name, series), &series, |b, _| {
+                b.iter(|| {
+                    let mut body = Output::body(true);
+                    metrics.write(format, &mut body);
+                    black_box(body.finish())
+                })
             });
         }
     }

@@ -13,6 +13,9 @@
 
 use std::io::Write as _;
 
+use bytes::Bytes;
+use flate2::{Compression, write::GzEncoder};
+
 use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as dto;
 use prost::Message as _;
 
@@ -107,7 +110,133 @@ pub fn write_eof(out: &mut Vec<u8>) {
     out.extend_from_slice(b"# EOF\n");
 }
 
-/// A classic bucket layout's `le` values, rendered once for the text formats.
+/// Where an exposition is written: one contiguous buffer, or a response body that is passed on
+/// in chunks of about [`CHUNK`] bytes as it is written (kept as they are, or compressed with gzip
+/// right away while they are still in the cache). The encoders append to [`Output::buf`] and call
+/// [`Output::boundary`] between series.
+pub struct Output {
+    buf: Vec<u8>,
+    sink: Sink,
+}
+
+enum Sink {
+    Whole,
+    Chunks(Vec<Bytes>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
+}
+
+/// The size of the chunks an [`Output::body`] passes on.
+pub const CHUNK: usize = 128 * 1024;
+
+impl Output {
+    /// Everything in one buffer, after what `out` holds already.
+    pub fn whole(out: Vec<u8>) -> Self {
+        Self {
+            buf: out,
+            sink: Sink::Whole,
+        }
+    }
+
+    /// A response body, compressed with gzip (at the fastest level: metrics text is repetitive
+    /// enough that it still shrinks about tenfold) or not.
+    pub fn body(gzip: bool) -> Self {
+        let sink = if gzip {
+            Sink::Gzip(Box::new(GzEncoder::new(Vec::new(), Compression::fast())))
+        } else {
+            Sink::Chunks(Vec::new())
+        };
+        Self {
+            buf: Vec::with_capacity(CHUNK + CHUNK / 4),
+            sink,
+        }
+    }
+
+    /// The buffer to append to.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// A place where the output may be cut: passes the buffer on once it holds a chunk.
+    pub fn boundary(&mut self) {
+        if self.buf.len() >= CHUNK {
+            self.pass_on();
+        }
+    }
+
+    /// Appends bytes that may be longer than a chunk.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        match &mut self.sink {
+            Sink::Whole => self.buf.extend_from_slice(bytes),
+            _ if bytes.len() < CHUNK => {
+                self.buf.extend_from_slice(bytes);
+                self.boundary();
+            }
+            Sink::Chunks(chunks) => {
+                if !self.buf.is_empty() {
+                    chunks.push(Bytes::from(std::mem::take(&mut self.buf)));
+                }
+                chunks.push(Bytes::copy_from_slice(bytes));
+            }
+            Sink::Gzip(encoder) => {
+                // Writing into a Vec cannot fail.
+                let _ = encoder
+                    .write_all(&self.buf)
+                    .and_then(|()| encoder.write_all(bytes));
+                self.buf.clear();
+            }
+        }
+    }
+
+    fn pass_on(&mut self) {
+        match &mut self.sink {
+            Sink::Whole => {}
+            Sink::Chunks(chunks) => {
+                let next = Vec::with_capacity(self.buf.capacity());
+                chunks.push(Bytes::from(std::mem::replace(&mut self.buf, next)));
+            }
+            Sink::Gzip(encoder) => {
+                let _ = encoder.write_all(&self.buf);
+                self.buf.clear();
+            }
+        }
+    }
+
+    /// Everything written, in order: one piece for a gzip body or a whole buffer.
+    pub fn finish(mut self) -> Vec<Bytes> {
+        match self.sink {
+            Sink::Whole => vec![Bytes::from(self.buf)],
+            Sink::Chunks(ref mut chunks) => {
+                if !self.buf.is_empty() {
+                    chunks.push(Bytes::from(self.buf));
+                }
+                std::mem::take(chunks)
+            }
+            Sink::Gzip(mut encoder) => {
+                let compressed = encoder
+                    .write_all(&self.buf)
+                    .and_then(|()| encoder.try_finish())
+                    .map(|()| std::mem::take(encoder.get_mut()))
+                    .unwrap_or_default();
+                vec![Bytes::from(compressed)]
+            }
+        }
+    }
+
+    /// Everything written, in one buffer.
+    pub fn into_vec(self) -> Vec<u8> {
+        if let Sink::Whole = self.sink {
+            return self.buf;
+        }
+        let parts = self.finish();
+        let mut out = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+        for part in parts {
+            out.extend_from_slice(&part);
+        }
+        out
+    }
+}
+
+/// A classic bucket layout's `le` label, rendered once for each text format: `le="0.5"} `.
 #[derive(Debug, Clone)]
 pub struct BucketLabels {
     text: Vec<Box<[u8]>>,
@@ -115,7 +244,7 @@ pub struct BucketLabels {
 }
 
 impl BucketLabels {
-    /// The rendered `le` values of `bounds`, `+Inf` last.
+    /// The rendered `le` labels of `bounds`, `+Inf` last.
     pub fn new(bounds: &[f64]) -> Self {
         let render = |om: bool| {
             bounds
@@ -123,8 +252,10 @@ impl BucketLabels {
                 .copied()
                 .chain([f64::INFINITY])
                 .map(|bound| {
-                    let mut v = Vec::with_capacity(16);
+                    let mut v = Vec::with_capacity(24);
+                    v.extend_from_slice(b"le=\"");
                     write_float(&mut v, bound, om);
+                    v.extend_from_slice(b"\"} ");
                     v.into_boxed_slice()
                 })
                 .collect()
@@ -150,7 +281,7 @@ pub struct HistogramSeries<'a> {
 /// without building it: the scrape of thousands of series is mostly this. Nothing is written for
 /// a family without series.
 pub fn write_histogram_family<'a>(
-    out: &mut Vec<u8>,
+    out: &mut Output,
     name: &str,
     help: &str,
     bucket_labels: &BucketLabels,
@@ -172,28 +303,7 @@ pub fn write_histogram_family<'a>(
         r#type: dto::MetricType::Histogram as i32,
         ..Default::default()
     };
-    write_family(out, &header, om, &mut Vec::new());
-    let line = |out: &mut Vec<u8>, labels: &[u8], suffix: &[u8], le: Option<&[u8]>| {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(suffix);
-        match (labels.is_empty(), le) {
-            (true, None) => {}
-            (_, le) => {
-                out.push(b'{');
-                out.extend_from_slice(labels);
-                if let Some(le) = le {
-                    if !labels.is_empty() {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(b"le=\"");
-                    out.extend_from_slice(le);
-                    out.push(b'"');
-                }
-                out.push(b'}');
-            }
-        }
-        out.push(b' ');
-    };
+    write_family(out.buf(), &header, om, &mut Vec::new());
     let count = |out: &mut Vec<u8>, n: u64| {
         if om || n < 1_000_000 {
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -202,9 +312,32 @@ pub fn write_histogram_family<'a>(
             write_float(out, n as f64, false);
         }
     };
+    // `name_bucket{labels,` and `name_sum{labels} `, rendered once per series: a bucket line is
+    // then the prefix, the rendered `le`, the count.
+    let mut bucket_prefix = Vec::with_capacity(256);
+    let mut sum_prefix = Vec::with_capacity(256);
     for s in series {
+        bucket_prefix.clear();
+        bucket_prefix.extend_from_slice(name.as_bytes());
+        bucket_prefix.extend_from_slice(b"_bucket{");
+        bucket_prefix.extend_from_slice(s.labels);
+        if !s.labels.is_empty() {
+            bucket_prefix.push(b',');
+        }
+        sum_prefix.clear();
+        sum_prefix.extend_from_slice(name.as_bytes());
+        sum_prefix.extend_from_slice(b"_sum");
+        let sum_name = sum_prefix.len();
+        if !s.labels.is_empty() {
+            sum_prefix.push(b'{');
+            sum_prefix.extend_from_slice(s.labels);
+            sum_prefix.push(b'}');
+        }
+        sum_prefix.push(b' ');
+        let buf = out.buf();
         let h = s.histogram;
         let counts = h.bucket_counts();
+        let mut exemplars = h.exemplars().peekable();
         let mut cumulative: u64 = 0;
         for (i, le) in les.iter().enumerate() {
             // The +Inf bucket holds every observation, as the dto form's sample count.
@@ -213,19 +346,26 @@ pub fn write_histogram_family<'a>(
             } else {
                 cumulative.saturating_add(counts.get(i).copied().unwrap_or(0))
             };
-            line(out, s.labels, b"_bucket", Some(le));
-            count(out, cumulative);
-            if let Some(e) = h.exemplar(i).filter(|_| om) {
-                write_chat_exemplar(out, e);
+            buf.extend_from_slice(&bucket_prefix);
+            buf.extend_from_slice(le);
+            count(buf, cumulative);
+            if let Some((_, e)) = exemplars.next_if(|&(j, _)| j == i) {
+                if om {
+                    write_chat_exemplar(buf, e);
+                }
             }
-            out.push(b'\n');
+            buf.push(b'\n');
         }
-        line(out, s.labels, b"_sum", None);
-        write_float(out, h.sum(), om);
-        out.push(b'\n');
-        line(out, s.labels, b"_count", None);
-        count(out, h.count());
-        out.push(b'\n');
+        buf.extend_from_slice(&sum_prefix);
+        write_float(buf, h.sum(), om);
+        buf.push(b'\n');
+        // `name_count{labels} `: the sum line's with `count` for `sum`.
+        buf.extend_from_slice(&sum_prefix[..sum_name - 3]);
+        buf.extend_from_slice(b"count");
+        buf.extend_from_slice(&sum_prefix[sum_name..]);
+        count(buf, h.count());
+        buf.push(b'\n');
+        out.boundary();
     }
 }
 
@@ -280,16 +420,11 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
-/// The body compressed with gzip at the fastest level: metrics text is repetitive enough that
-/// it still shrinks about tenfold, at a fraction of the default level's time.
+/// The body compressed with gzip as a `/metrics` response is (see [`Output::body`]).
 pub fn gzip(body: &[u8]) -> Vec<u8> {
-    use flate2::{Compression, write::GzEncoder};
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 8), Compression::fast());
-    // Writing into a Vec cannot fail.
-    encoder
-        .write_all(body)
-        .and_then(|()| encoder.finish())
-        .unwrap_or_default()
+    let mut out = Output::body(true);
+    out.extend(body);
+    out.into_vec()
 }
 
 /// One media range of an `Accept` header.
@@ -583,14 +718,34 @@ fn write_exemplar(out: &mut Vec<u8>, exemplar: &dto::Exemplar) {
 
 /// Seconds and nanoseconds as an exact decimal: `1700000000.123`, `5.0`, `-0.5`.
 fn write_seconds(out: &mut Vec<u8>, seconds: i64, nanos: i32) {
-    let total = i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
-    if total < 0 {
+    // Whole seconds and nanoseconds of the absolute value, sign apart.
+    let (negative, whole, fraction) = match u64::try_from(nanos) {
+        Ok(n) if n < 1_000_000_000 => {
+            if seconds >= 0 {
+                (false, seconds.unsigned_abs(), n)
+            } else if n == 0 {
+                (true, seconds.unsigned_abs(), 0)
+            } else {
+                (true, seconds.unsigned_abs() - 1, 1_000_000_000 - n)
+            }
+        }
+        // Not a valid Timestamp: the sum as it stands.
+        _ => {
+            let total = i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+            let abs = total.unsigned_abs();
+            (
+                total < 0,
+                u64::try_from(abs / 1_000_000_000).unwrap_or(u64::MAX),
+                (abs % 1_000_000_000) as u64,
+            )
+        }
+    };
+    if negative {
         out.push(b'-');
     }
-    let total = total.unsigned_abs();
-    out.extend_from_slice(itoa::Buffer::new().format(total / 1_000_000_000).as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
     out.push(b'.');
-    let mut fraction = total % 1_000_000_000;
+    let mut fraction = fraction;
     let mut digits = 9;
     while digits > 1 && fraction % 10 == 0 {
         fraction /= 10;
@@ -618,6 +773,13 @@ fn write_label_pairs(out: &mut Vec<u8>, labels: &[dto::LabelPair]) {
 /// Escapes `\` and newline, and `"` when `quotes` (label values; OpenMetrics help too).
 fn write_escaped(out: &mut Vec<u8>, s: &str, quotes: bool) {
     let bytes = s.as_bytes();
+    if !bytes
+        .iter()
+        .any(|&b| b == b'\\' || b == b'\n' || (quotes && b == b'"'))
+    {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escaped: &[u8] = match b {
@@ -1193,6 +1355,12 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
             ((0, 5), "0.000000005"),
             ((-1, 500_000_000), "-0.5"),
             ((-2, 0), "-2.0"),
+            ((-3, 250_000_000), "-2.75"),
+            ((0, 0), "0.0"),
+            ((i64::MIN, 0), "-9223372036854775808.0"),
+            // Not valid timestamps, written as the sum they stand for.
+            ((1, 1_500_000_000), "2.5"),
+            ((1, -250_000_000), "0.75"),
         ];
         for ((seconds, nanos), want) in cases {
             let mut out = Vec::new();
@@ -1233,6 +1401,48 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
         for (name, header, want) in cases {
             assert_eq!(accepts_gzip(header), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_body_in_chunks_or_gzip_holds_what_was_written() {
+        // Written as the encoders write: pieces with boundaries between them, and a few slices
+        // longer than a chunk; several chunks in all.
+        let piece = encoded(&sample_families(), Format::OpenMetrics);
+        let long = piece.repeat(CHUNK / piece.len() + 2);
+        let write = |out: &mut Output| {
+            for i in 0..400 {
+                if i % 100 == 7 {
+                    out.extend(long.as_bytes());
+                } else {
+                    out.buf().extend_from_slice(piece.as_bytes());
+                    out.boundary();
+                }
+            }
+        };
+        let mut whole = Output::whole(b"head ".to_vec());
+        write(&mut whole);
+        let whole = whole.into_vec();
+        assert!(whole.starts_with(b"head "));
+        let expected = &whole[5..];
+        assert!(expected.len() > 4 * CHUNK, "{}", expected.len());
+
+        let mut chunked = Output::body(false);
+        write(&mut chunked);
+        let chunks = chunked.finish();
+        assert!(chunks.len() > 4, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|c| !c.is_empty()));
+        assert_eq!(chunks.concat(), expected);
+
+        let mut compressed = Output::body(true);
+        write(&mut compressed);
+        let parts = compressed.finish();
+        assert_eq!(parts.len(), 1, "one gzip member");
+        let mut back = Vec::new();
+        // GzDecoder reads one member only: all of it is in the first.
+        flate2::read::GzDecoder::new(&parts[0][..])
+            .read_to_end(&mut back)
+            .expect("valid gzip");
+        assert_eq!(back, expected);
     }
 
     #[test]
@@ -1294,7 +1504,7 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
             for i in 0..200u32 {
                 let v = f64::from(i * i % 2100) / 3.0;
                 let e = Exemplar {
-                    chat_id: (104_000 + i).to_string().into(),
+                    chat_id: (104_000 + i).to_string().as_str().into(),
                     value: v,
                     timestamp: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + u64::from(i)),
                 };

@@ -165,12 +165,56 @@ impl NativeLayout {
     }
 }
 
+/// A chat id as an exemplar keeps it: up to 23 bytes in place (the vendor's ids are short
+/// numbers), longer ones shared on the heap. A scrape reads thousands of exemplars; an id in
+/// place is read with the exemplar rather than from another allocation.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ChatId {
+    /// An id of up to 23 bytes: its length and bytes.
+    Inline(u8, [u8; 23]),
+    /// A longer id.
+    Shared(std::sync::Arc<str>),
+}
+
+impl From<&str> for ChatId {
+    fn from(id: &str) -> Self {
+        let mut bytes = [0u8; 23];
+        match (bytes.get_mut(..id.len()), u8::try_from(id.len())) {
+            (Some(place), Ok(len)) => {
+                place.copy_from_slice(id.as_bytes());
+                Self::Inline(len, bytes)
+            }
+            _ => Self::Shared(id.into()),
+        }
+    }
+}
+
+impl std::ops::Deref for ChatId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            // Always the UTF-8 a &str gave: the check cannot fail.
+            Self::Inline(len, bytes) => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Self::Shared(id) => id,
+        }
+    }
+}
+
+impl std::fmt::Debug for ChatId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// An exemplar: the chat behind one observation. Its only label is the chat id (never personal
 /// data).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exemplar {
-    /// The chat id, the value of the `chat_id` label (shared by the wait and the duration).
-    pub chat_id: std::sync::Arc<str>,
+    /// The chat id, the value of the `chat_id` label.
+    pub chat_id: ChatId,
     /// The observed value.
     pub value: f64,
     /// When the observed event happened.
@@ -203,6 +247,139 @@ impl Exemplar {
     }
 }
 
+/// Reused buffers for [`ChatHistogram::write_protobuf`], one set per scrape.
+#[derive(Debug, Default)]
+pub struct ProtobufScratch {
+    histogram: Vec<u8>,
+    bucket: Vec<u8>,
+    exemplar: Vec<u8>,
+    small: Vec<u8>,
+    spans: Vec<(i32, u32)>,
+    deltas: Vec<i64>,
+}
+
+impl Exemplar {
+    /// The `Exemplar` message (without its key and length) into `out`, cleared first; `scratch`
+    /// is overwritten.
+    fn write_protobuf(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        out.clear();
+        wire::label_pair(out, 1, EXEMPLAR_LABEL, &self.chat_id, scratch);
+        wire::double(out, 2, self.value);
+        // Timestamp { seconds = 1 (int64), nanos = 2 (int32) }, written even when empty.
+        let (seconds, nanos) = unix_parts(self.timestamp);
+        scratch.clear();
+        wire::int64(scratch, 1, seconds);
+        wire::int64(scratch, 2, i64::from(nanos));
+        wire::message(out, 3, scratch);
+    }
+}
+
+/// Protobuf wire format, as prost writes proto3 fields: scalars equal to their default are left
+/// out, fields in the order of their numbers.
+mod wire {
+    /// Appends a base-128 varint.
+    pub fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// The length of `v` as a varint.
+    pub fn varint_len(v: u64) -> usize {
+        // One byte per started group of 7 bits, at least one.
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    fn key(out: &mut Vec<u8>, field: u32, wire_type: u32) {
+        varint(out, u64::from(field << 3 | wire_type));
+    }
+
+    /// A `uint64` field.
+    pub fn uint64(out: &mut Vec<u8>, field: u32, v: u64) {
+        if v != 0 {
+            key(out, field, 0);
+            varint(out, v);
+        }
+    }
+
+    /// An `int64` or `int32` field (an `int32` is sign-extended to 64 bits).
+    pub fn int64(out: &mut Vec<u8>, field: u32, v: i64) {
+        if v != 0 {
+            key(out, field, 0);
+            varint(out, v as u64);
+        }
+    }
+
+    /// A `sint32` field (zigzag).
+    pub fn sint32(out: &mut Vec<u8>, field: u32, v: i32) {
+        if v != 0 {
+            key(out, field, 0);
+            varint(out, u64::from(((v << 1) ^ (v >> 31)) as u32));
+        }
+    }
+
+    /// A `double` field. Like prost, -0.0 counts as the default and is left out.
+    pub fn double(out: &mut Vec<u8>, field: u32, v: f64) {
+        if v != 0.0 {
+            key(out, field, 1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// A message field (always written, even when empty).
+    pub fn message(out: &mut Vec<u8>, field: u32, body: &[u8]) {
+        key(out, field, 2);
+        varint(out, body.len() as u64);
+        out.extend_from_slice(body);
+    }
+
+    /// A `LabelPair` message field; `scratch` is overwritten.
+    pub fn label_pair(
+        out: &mut Vec<u8>,
+        field: u32,
+        name: &str,
+        value: &str,
+        scratch: &mut Vec<u8>,
+    ) {
+        scratch.clear();
+        for (number, s) in [(1, name), (2, value)] {
+            if !s.is_empty() {
+                message(scratch, number, s.as_bytes());
+            }
+        }
+        message(out, field, scratch);
+    }
+
+    /// `BucketSpan` messages (field `span_field`) and packed `sint64` deltas (`delta_field`);
+    /// `scratch` is overwritten.
+    pub fn spans_and_deltas(
+        out: &mut Vec<u8>,
+        span_field: u32,
+        delta_field: u32,
+        spans: &[(i32, u32)],
+        deltas: &[i64],
+        scratch: &mut Vec<u8>,
+    ) {
+        for &(offset, length) in spans {
+            scratch.clear();
+            sint32(scratch, 1, offset);
+            uint64(scratch, 2, u64::from(length));
+            message(out, span_field, scratch);
+        }
+        if !deltas.is_empty() {
+            let zigzag = |d: i64| ((d << 1) ^ (d >> 63)) as u64;
+            let len: usize = deltas.iter().map(|&d| varint_len(zigzag(d))).sum();
+            key(out, delta_field, 2);
+            varint(out, len as u64);
+            for &d in deltas {
+                varint(out, zigzag(d));
+            }
+        }
+    }
+}
+
 /// Seconds and non-negative nanoseconds since the Unix epoch, saturating far outside it.
 pub(crate) fn unix_parts(t: SystemTime) -> (i64, i32) {
     match t.duration_since(UNIX_EPOCH) {
@@ -230,8 +407,9 @@ pub(crate) fn unix_parts(t: SystemTime) -> (i64, i32) {
 pub struct ChatHistogram {
     /// Observations per classic bucket (not cumulative); the last one is `+Inf`.
     counts: Vec<u64>,
-    /// Newest exemplar per classic bucket, `+Inf` included.
-    exemplars: Vec<Option<Exemplar>>,
+    /// Newest exemplar per classic bucket (`+Inf` included) that has one, as (bucket index,
+    /// exemplar) sorted by index: most buckets have none, and a scrape reads only these.
+    exemplars: Vec<(usize, Exemplar)>,
     count: u64,
     sum: f64,
     native: Option<NativeBuckets>,
@@ -243,7 +421,7 @@ impl ChatHistogram {
         let buckets = layout.bounds.len() + 1;
         Self {
             counts: vec![0; buckets],
-            exemplars: vec![None; buckets],
+            exemplars: Vec::new(),
             count: 0,
             sum: 0.0,
             native: layout.native.as_ref().map(NativeBuckets::new),
@@ -267,13 +445,14 @@ impl ChatHistogram {
             }
         }
         if let Some(exemplar) = exemplar.filter(Exemplar::fits) {
-            if let Some(slot) = self.exemplars.get_mut(bucket) {
-                if slot
-                    .as_ref()
-                    .is_none_or(|old| exemplar.timestamp >= old.timestamp)
-                {
-                    *slot = Some(exemplar);
+            match self.exemplars.binary_search_by_key(&bucket, |&(i, _)| i) {
+                Ok(at) => {
+                    let slot = &mut self.exemplars[at].1;
+                    if exemplar.timestamp >= slot.timestamp {
+                        *slot = exemplar;
+                    }
                 }
+                Err(at) => self.exemplars.insert(at, (bucket, exemplar)),
             }
         }
     }
@@ -340,7 +519,121 @@ impl ChatHistogram {
 
     /// The newest exemplar of a classic bucket (index as in [`Self::bucket_counts`]).
     pub fn exemplar(&self, bucket: usize) -> Option<&Exemplar> {
-        self.exemplars.get(bucket).and_then(Option::as_ref)
+        self.exemplars
+            .binary_search_by_key(&bucket, |&(i, _)| i)
+            .ok()
+            .map(|at| &self.exemplars[at].1)
+    }
+
+    /// The buckets that have an exemplar, with it, in bucket order.
+    pub fn exemplars(&self) -> impl Iterator<Item = (usize, &Exemplar)> {
+        self.exemplars.iter().map(|(i, e)| (*i, e))
+    }
+
+    /// Whether the protobuf form carries native buckets: what Prometheus reads as a native
+    /// histogram (a span, a zero bucket count; [`NativeBuckets::fill_dto`] adds a no-op span when
+    /// there is neither and the zero threshold is 0).
+    fn protobuf_is_native(&self, layout: &HistogramLayout) -> bool {
+        match (&self.native, layout.native()) {
+            (Some(n), Some(_)) => {
+                n.zero_threshold == 0.0
+                    || n.zero_count != 0
+                    || !n.positive.is_empty()
+                    || !n.negative.is_empty()
+            }
+            _ => false,
+        }
+    }
+
+    /// Appends the series as a length-delimited protobuf `Metric` with the given label pairs:
+    /// byte for byte what prost writes for [`Self::to_dto`] when a native series keeps only its
+    /// newest bucket exemplar (Prometheus keeps a series' exemplars only in time order), but
+    /// without building the data model: a scrape of thousands of series is mostly this.
+    pub fn write_protobuf(
+        &self,
+        layout: &HistogramLayout,
+        labels: &[(&str, &str)],
+        scratch: &mut ProtobufScratch,
+        out: &mut Vec<u8>,
+    ) {
+        let native = self.protobuf_is_native(layout);
+        let bounds = layout.bounds();
+        let inf_bucket = self
+            .exemplars
+            .last()
+            .is_some_and(|&(i, _)| i == bounds.len());
+        // A native series keeps the newest bucket exemplar only (the last of equals, as max_by_key).
+        let newest = native
+            .then(|| {
+                self.exemplars()
+                    .map(|(i, e)| (i, unix_parts(e.timestamp)))
+                    .max_by_key(|&(_, t)| t)
+                    .map(|(i, _)| i)
+            })
+            .flatten();
+        let mut exemplars = self.exemplars().peekable();
+        let ProtobufScratch {
+            histogram: h,
+            bucket,
+            exemplar,
+            small,
+            spans,
+            deltas,
+        } = scratch;
+        h.clear();
+        wire::uint64(h, 1, self.count);
+        wire::double(h, 2, self.sum);
+        let mut cumulative: u64 = 0;
+        let buckets = bounds.len() + usize::from(inf_bucket);
+        for i in 0..buckets {
+            let (count, upper_bound) = match bounds.get(i) {
+                Some(&bound) => {
+                    cumulative =
+                        cumulative.saturating_add(self.counts.get(i).copied().unwrap_or(0));
+                    (cumulative, bound)
+                }
+                None => (self.count, f64::INFINITY),
+            };
+            bucket.clear();
+            wire::uint64(bucket, 1, count);
+            wire::double(bucket, 2, upper_bound);
+            if let Some((_, e)) = exemplars.next_if(|&(j, _)| j == i) {
+                if !native || newest == Some(i) {
+                    e.write_protobuf(exemplar, small);
+                    wire::message(bucket, 3, exemplar);
+                }
+            }
+            wire::message(h, 3, bucket);
+        }
+        if let (Some(n), true) = (&self.native, layout.native().is_some()) {
+            wire::sint32(h, 5, n.schema);
+            wire::double(h, 6, n.zero_threshold);
+            wire::uint64(h, 7, n.zero_count);
+            spans_and_deltas_into(&n.negative, spans, deltas);
+            wire::spans_and_deltas(h, 9, 10, spans, deltas, bucket);
+            spans_and_deltas_into(&n.positive, spans, deltas);
+            if spans.is_empty()
+                && n.zero_threshold == 0.0
+                && n.zero_count == 0
+                && n.negative.is_empty()
+            {
+                spans.push((0, 0));
+            }
+            wire::spans_and_deltas(h, 12, 13, spans, deltas, bucket);
+            for (_, e) in self.exemplars() {
+                e.write_protobuf(exemplar, small);
+                wire::message(h, 16, exemplar);
+            }
+        }
+        // The Metric: label pairs (field 1), then the histogram (field 7).
+        bucket.clear();
+        for (name, value) in labels {
+            wire::label_pair(bucket, 1, name, value, exemplar);
+        }
+        let len = bucket.len() + 1 + wire::varint_len(h.len() as u64) + h.len();
+        wire::varint(out, len as u64);
+        out.extend_from_slice(bucket);
+        wire::message(out, 7, h);
     }
 }
 
@@ -430,17 +723,30 @@ fn add_to_bucket(buckets: &mut Vec<(i32, u64)>, index: i32) {
 /// Spans and count deltas of sorted buckets. Gaps of one or two empty buckets are filled with
 /// zeros inside a span rather than opening a new one (cheaper to encode; as client_golang does).
 fn spans_and_deltas(buckets: &[(i32, u64)]) -> (Vec<dto::BucketSpan>, Vec<i64>) {
-    let mut spans: Vec<dto::BucketSpan> = Vec::new();
+    let mut spans = Vec::new();
     let mut deltas = Vec::with_capacity(buckets.len());
+    spans_and_deltas_into(buckets, &mut spans, &mut deltas);
+    let spans = spans
+        .into_iter()
+        .map(|(offset, length)| dto::BucketSpan { offset, length })
+        .collect();
+    (spans, deltas)
+}
+
+/// [`spans_and_deltas`] into reused buffers: spans as (offset, length).
+fn spans_and_deltas_into(
+    buckets: &[(i32, u64)],
+    spans: &mut Vec<(i32, u32)>,
+    deltas: &mut Vec<i64>,
+) {
+    spans.clear();
+    deltas.clear();
     let mut previous: i64 = 0;
     let mut next_index: i32 = 0;
     for &(index, count) in buckets {
         let gap = index.saturating_sub(next_index);
         let filled = if spans.is_empty() || gap > 2 {
-            spans.push(dto::BucketSpan {
-                offset: gap,
-                length: 0,
-            });
+            spans.push((gap, 0));
             0
         } else {
             for _ in 0..gap {
@@ -453,11 +759,10 @@ fn spans_and_deltas(buckets: &[(i32, u64)]) -> (Vec<dto::BucketSpan>, Vec<i64>) 
         deltas.push(count - previous);
         previous = count;
         if let Some(span) = spans.last_mut() {
-            span.length += filled + 1;
+            span.1 += filled + 1;
         }
         next_index = index.saturating_add(1);
     }
-    (spans, deltas)
 }
 
 /// Index of the native bucket holding `v` (> 0, not NaN) at `schema`.
@@ -1037,7 +1342,7 @@ mod tests {
         for (name, chat_id, kept) in cases {
             let mut h = ChatHistogram::new(&layout);
             let e = Exemplar {
-                chat_id: chat_id.into(),
+                chat_id: chat_id.as_str().into(),
                 value: 1.0,
                 timestamp: at(1),
             };
@@ -1181,5 +1486,101 @@ mod tests {
         assert_eq!(unix_parts(before), (-2, 500_000_000));
         assert_eq!(unix_parts(UNIX_EPOCH - Duration::from_secs(3)), (-3, 0));
         assert_eq!(unix_parts(at(7) + Duration::from_nanos(5)), (7, 5));
+    }
+
+    /// prost's bytes for the series: `to_dto`, then (for a native series) only the newest
+    /// bucket exemplar, as `record::newest_exemplar_of` does for a protobuf scrape.
+    fn prost_metric(
+        h: &ChatHistogram,
+        layout: &HistogramLayout,
+        labels: &[(&str, &str)],
+    ) -> Vec<u8> {
+        let labels = labels
+            .iter()
+            .map(|(name, value)| dto::LabelPair {
+                name: name.to_string(),
+                value: value.to_string(),
+            })
+            .collect();
+        let mut metric = h.to_dto(layout, labels);
+        let hist = metric.histogram.as_mut().expect("histogram");
+        if !(hist.positive_span.is_empty() && hist.negative_span.is_empty() && hist.zero_count == 0)
+        {
+            let newest = hist
+                .bucket
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| Some((i, b.exemplar.as_ref()?.timestamp.as_ref()?)))
+                .max_by_key(|(_, t)| (t.seconds, t.nanos))
+                .map(|(i, _)| i);
+            for (i, b) in hist.bucket.iter_mut().enumerate() {
+                if Some(i) != newest {
+                    b.exemplar = None;
+                }
+            }
+        }
+        metric.encode_length_delimited_to_vec()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn direct_protobuf_equals_prost(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    -5_000.0..5_000.0f64,
+                    proptest::strategy::Just(0.0),
+                    proptest::strategy::Just(-0.0),
+                    proptest::strategy::Just(1e-300),
+                    proptest::strategy::Just(1.0),
+                    proptest::strategy::Just(f64::INFINITY),
+                ],
+                0..60,
+            ),
+            times in proptest::collection::vec(-3i64..3, 60),
+            nanos in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u32), 0u32..1_000_000_000], 60),
+            ids in proptest::collection::vec("[a-z0-9\"]{0,6}", 60),
+            bounds in proptest::collection::btree_set(-10i32..2_000, 0..8),
+            native in proptest::option::of((1.01f64..8.0, 1usize..20, proptest::prop_oneof![proptest::strategy::Just(0.0), 0.0..2.0f64])),
+            department in "[a-z ]{0,5}",
+        ) {
+            let bounds: Vec<f64> = bounds.into_iter().map(f64::from).collect();
+            let native = native.map(|(factor, max, zero)| {
+                NativeLayout::new(factor, max).and_then(|n| n.with_zero_threshold(zero)).expect("native layout")
+            });
+            let layout = HistogramLayout::new(&bounds, native).expect("layout");
+            let mut h = ChatHistogram::new(&layout);
+            for (i, v) in values.iter().enumerate() {
+                let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+                let t = match times[i] {
+                    s if s >= 0 => t + Duration::new(s as u64, nanos[i]),
+                    s => UNIX_EPOCH - Duration::new(s.unsigned_abs(), nanos[i]),
+                };
+                let e = Exemplar { chat_id: ids[i].as_str().into(), value: *v, timestamp: t };
+                h.observe(&layout, *v, (i % 3 != 2).then_some(e));
+            }
+            let labels = [("agent_role", "operator"), ("department", department.as_str())];
+            let mut direct = Vec::new();
+            h.write_protobuf(&layout, &labels, &mut ProtobufScratch::default(), &mut direct);
+            proptest::prop_assert_eq!(direct, prost_metric(&h, &layout, &labels));
+        }
+    }
+
+    #[test]
+    fn chat_ids_read_back_whole_in_place_or_shared() {
+        let long = "9".repeat(121);
+        for (id, in_place) in [
+            ("", true),
+            ("104111", true),
+            ("12345678901234567890123", true),
+            ("123456789012345678901234", false),
+            ("ééééééééééé€", false),
+            ("éééééééééé€", true),
+            (long.as_str(), false),
+        ] {
+            let chat = ChatId::from(id);
+            assert_eq!(&*chat, id);
+            assert_eq!(matches!(chat, ChatId::Inline(..)), in_place, "{id}");
+            assert_eq!(format!("{chat:?}"), format!("{id:?}"));
+        }
     }
 }

@@ -19,8 +19,10 @@ use prometheus_client::registry::Registry;
 
 use crate::config::Settings;
 use crate::decode::EventKind;
-use crate::expose::{self, BucketLabels, Format, HistogramSeries};
-use crate::histogram::{ChatHistogram, Exemplar, HistogramLayout, NativeLayout};
+use crate::expose::{self, BucketLabels, Format, HistogramSeries, Output};
+use crate::histogram::{
+    ChatHistogram, ChatId, Exemplar, HistogramLayout, NativeLayout, ProtobufScratch,
+};
 use crate::queue::Live;
 use crate::store::{CommitStats, StoredEvent};
 
@@ -318,11 +320,9 @@ impl ChatSeries {
 
     /// Both families in a text format, straight from the series (the classic part of
     /// [`Self::families`], without building it).
-    fn write_text(&self, out: &mut Vec<u8>, om: bool) {
+    fn write_text(&self, out: &mut Output, om: bool) {
         let entries = self.sorted();
         let guards: Vec<_> = entries.iter().map(|(_, pair)| lock(pair)).collect();
-        let lines = self.wait_layout.bounds().len() + self.duration_layout.bounds().len() + 6;
-        out.reserve(guards.len() * lines * (guards.first().map_or(0, |g| g.labels.len()) + 56));
         for (name, help, _, les, histogram) in self.parts() {
             let series = guards
                 .iter()
@@ -364,41 +364,38 @@ impl ChatSeries {
     }
 
     /// Both families as length-delimited protobuf messages, byte for byte what prost makes of
-    /// [`Self::families`] after [`newest_exemplar_only`], but one series at a time: the data model
-    /// of ten thousand series is never held at once, and prost sizes each series once, not once
-    /// per level of nesting.
-    fn write_protobuf(&self, out: &mut Vec<u8>) {
+    /// [`Self::families`] after [`newest_exemplar_only`], but written straight from the series
+    /// ([`ChatHistogram::write_protobuf`]).
+    fn write_protobuf(&self, out: &mut Output) {
         use prost::Message as _;
         use prost::encoding::{WireType, encode_key, encode_varint};
         // MetricFamily.metric is field 4.
         const METRIC_FIELD: u32 = 4;
         let entries = self.sorted();
+        let guards: Vec<_> = entries.iter().map(|(_, pair)| lock(pair)).collect();
+        let mut scratch = ProtobufScratch::default();
         let mut body = Vec::new();
         for (name, help, layout, _, histogram) in self.parts() {
             body.clear();
-            for ((department, role), pair) in &entries {
-                let pair = lock(pair);
-                let h = histogram(&pair);
+            for (((department, role), _), pair) in entries.iter().zip(&guards) {
+                let h = histogram(pair);
                 if h.count() == 0 {
                     continue;
                 }
-                let labels = vec![
-                    label("agent_role", &role.0),
-                    label("department", &department.0),
-                ];
-                let mut metric = h.to_dto(layout, labels);
-                newest_exemplar_of(&mut metric);
                 encode_key(METRIC_FIELD, WireType::LengthDelimited, &mut body);
-                // A Vec grows as needed: encoding into it cannot fail.
-                let _ = metric.encode_length_delimited(&mut body);
+                let labels = [("agent_role", &*role.0), ("department", &*department.0)];
+                h.write_protobuf(layout, &labels, &mut scratch, &mut body);
             }
             if body.is_empty() {
                 continue;
             }
+            // The family's length comes first: its series are written aside, then passed on.
             let header = family(name, help, Vec::new());
-            encode_varint((header.encoded_len() + body.len()) as u64, out);
-            let _ = header.encode(out);
-            out.extend_from_slice(&body);
+            let mut head = Vec::with_capacity(256);
+            encode_varint((header.encoded_len() + body.len()) as u64, &mut head);
+            let _ = header.encode(&mut head);
+            out.extend(&head);
+            out.extend(&body);
         }
     }
 
@@ -626,7 +623,7 @@ impl Metrics {
                         .inc();
                 }
                 let series = self.chats.series((department.clone(), role));
-                let chat_id: Option<Arc<str>> =
+                let chat_id: Option<ChatId> =
                     self.chats.exemplars.then(|| e.chat_id.as_str().into());
                 let exemplar = |value: f64| {
                     chat_id.as_ref().map(|chat_id| Exemplar {
@@ -667,19 +664,29 @@ impl Metrics {
 
     /// One scrape in the given format, appended to `out`: what [`expose::encode`] makes of
     /// [`Self::gather`] (with [`newest_exemplar_only`] for protobuf), but the chat histograms
-    /// are written straight from their state (text) or one series at a time (protobuf).
+    /// are written straight from their state.
     pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        let mut whole = Output::whole(std::mem::take(out));
+        self.write(format, &mut whole);
+        *out = whole.into_vec();
+    }
+
+    /// One scrape in the given format into `out`, as [`Self::encode`].
+    pub fn write(&self, format: Format, out: &mut Output) {
+        let registry = self.registry_families();
         match format {
             Format::Protobuf => {
-                expose::encode(&self.registry_families(), format, out);
+                expose::encode(&registry, format, out.buf());
+                out.boundary();
                 self.chats.write_protobuf(out);
             }
             Format::Text | Format::OpenMetrics => {
                 let om = format == Format::OpenMetrics;
-                expose::encode_text_open(&self.registry_families(), om, out);
+                expose::encode_text_open(&registry, om, out.buf());
+                out.boundary();
                 self.chats.write_text(out, om);
                 if om {
-                    expose::write_eof(out);
+                    expose::write_eof(out.buf());
                 }
             }
         }

@@ -453,6 +453,105 @@ fn metrics_negotiate_openmetrics_and_gzip() {
 }
 
 #[test]
+fn a_large_page_reads_the_same_gzipped_in_every_format() {
+    use std::io::Read as _;
+    let exporter = memory();
+    // 750 series of both histograms: a page of about three megabytes, written in several chunks.
+    for i in 0..750 {
+        let body = close_event(
+            &format!("{}", 200_000 + i),
+            &format!("{}", i % 150),
+            Some(
+                [
+                    "Operator",
+                    "Administrator",
+                    "Supervisor",
+                    "Agent",
+                    "Manager",
+                ][i / 150 % 5],
+            ),
+            &format!("{}", i % 97),
+            "300",
+        );
+        assert_eq!(exporter.post_json(&body).0, 200);
+    }
+    let openmetrics = "application/openmetrics-text;version=1.0.0";
+    let protobuf = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+    for accept in ["text/plain;version=0.0.4", openmetrics, protobuf] {
+        let get = |gzip: bool| {
+            let mut req = common::agent()
+                .get(exporter.url("/metrics"))
+                .header("Accept", accept);
+            if gzip {
+                req = req.header("Accept-Encoding", "gzip");
+            }
+            let mut resp = req.call().expect("GET /metrics");
+            assert_eq!(resp.status().as_u16(), 200);
+            let encoding = resp
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let length: usize = resp
+                .headers()
+                .get("content-length")
+                .expect("a length")
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_vec()
+                .expect("body");
+            assert_eq!(body.len(), length, "{accept}: Content-Length is the body's");
+            (encoding, body)
+        };
+        let (encoding, plain) = get(false);
+        assert_eq!(encoding, None);
+        assert!(
+            plain.len() > 500_000 || accept == protobuf,
+            "{accept}: {} bytes",
+            plain.len()
+        );
+        let (encoding, compressed) = get(true);
+        assert_eq!(encoding.as_deref(), Some("gzip"), "{accept}");
+        assert!(
+            compressed.len() < plain.len() / 4,
+            "{accept}: {} of {}",
+            compressed.len(),
+            plain.len()
+        );
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut unpacked)
+            .expect("one valid gzip member");
+        if accept == protobuf {
+            assert_eq!(unpacked, plain, "{accept}");
+        } else {
+            let (plain, unpacked) = (
+                String::from_utf8(plain).unwrap(),
+                String::from_utf8(unpacked).unwrap(),
+            );
+            assert_eq!(
+                histogram_lines(&unpacked),
+                histogram_lines(&plain),
+                "{accept}"
+            );
+            assert_eq!(
+                histogram_lines(&plain)
+                    .iter()
+                    .filter(|l| l.contains("_count{"))
+                    .count(),
+                1500,
+                "{accept}"
+            );
+        }
+    }
+}
+
+#[test]
 fn sigterm_stops_cleanly() {
     let exporter = memory();
     assert_eq!(exporter.terminate(), Some(0));

@@ -1,6 +1,6 @@
 //! Encoding `/metrics` at 10, 1,000 and 10,000 chat series: each format into one buffer
 //! (`Metrics::encode`), and the gzipped OpenMetrics and protobuf bodies as the handler writes
-//! them (`Metrics::write` into `Output::body(true)`: compressed chunk by chunk as encoded).
+//! them (`Metrics::write` into `Output::gzip()`: compressed chunk by chunk as encoded).
 
 mod common;
 
@@ -33,9 +33,9 @@ fn exposing(c: &mut Criterion) {
         ] {
             group.bench_with_input(BenchmarkId::new(name, series), &series, |b, _| {
                 b.iter(|| {
-                    let mut body = Output::body(true);
+                    let mut body = Output::gzip();
                     metrics.write(format, &mut body);
-                    black_box(body.finish())
+                    black_box(body.into_vec())
                 })
             });
         }

@@ -13,7 +13,6 @@
 
 use std::io::Write as _;
 
-use bytes::Bytes;
 use flate2::{Compression, write::GzEncoder};
 
 use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as dto;
@@ -110,22 +109,16 @@ pub fn write_eof(out: &mut Vec<u8>) {
     out.extend_from_slice(b"# EOF\n");
 }
 
-/// Where an exposition is written: one contiguous buffer, or a response body that is passed on
-/// in chunks of about [`CHUNK`] bytes as it is written (kept as they are, or compressed with gzip
-/// right away while they are still in the cache). The encoders append to [`Output::buf`] and call
+/// Where an exposition is written: one contiguous buffer, or a gzip stream that takes the page
+/// in chunks of about [`CHUNK`] bytes as it is written, while they are still in the cache (the
+/// uncompressed page never exists whole). The encoders append to [`Output::buf`] and call
 /// [`Output::boundary`] between series.
 pub struct Output {
     buf: Vec<u8>,
-    sink: Sink,
+    gzip: Option<Box<GzEncoder<Vec<u8>>>>,
 }
 
-enum Sink {
-    Whole,
-    Chunks(Vec<Bytes>),
-    Gzip(Box<GzEncoder<Vec<u8>>>),
-}
-
-/// The size of the chunks an [`Output::body`] passes on.
+/// The size of the chunks an [`Output::gzip`] compresses at a time.
 pub const CHUNK: usize = 128 * 1024;
 
 impl Output {
@@ -133,21 +126,16 @@ impl Output {
     pub fn whole(out: Vec<u8>) -> Self {
         Self {
             buf: out,
-            sink: Sink::Whole,
+            gzip: None,
         }
     }
 
-    /// A response body, compressed with gzip (at the fastest level: metrics text is repetitive
-    /// enough that it still shrinks about tenfold) or not.
-    pub fn body(gzip: bool) -> Self {
-        let sink = if gzip {
-            Sink::Gzip(Box::new(GzEncoder::new(Vec::new(), Compression::fast())))
-        } else {
-            Sink::Chunks(Vec::new())
-        };
+    /// A gzip stream at the fastest level: metrics text is repetitive enough that it still
+    /// shrinks about tenfold.
+    pub fn gzip() -> Self {
         Self {
             buf: Vec::with_capacity(CHUNK + CHUNK / 4),
-            sink,
+            gzip: Some(Box::new(GzEncoder::new(Vec::new(), Compression::fast()))),
         }
     }
 
@@ -156,83 +144,52 @@ impl Output {
         &mut self.buf
     }
 
-    /// A place where the output may be cut: passes the buffer on once it holds a chunk.
+    /// An estimate of the bytes still to come: a whole buffer makes room for them at once (one
+    /// allocation instead of a series of copies); a gzip stream needs no room.
+    pub fn reserve(&mut self, additional: usize) {
+        if self.gzip.is_none() {
+            self.buf.reserve(additional);
+        }
+    }
+
+    /// A place where the output may be cut: a gzip stream compresses the buffer once it holds
+    /// a chunk.
     pub fn boundary(&mut self) {
         if self.buf.len() >= CHUNK {
-            self.pass_on();
-        }
-    }
-
-    /// Appends bytes that may be longer than a chunk.
-    pub fn extend(&mut self, bytes: &[u8]) {
-        match &mut self.sink {
-            Sink::Whole => self.buf.extend_from_slice(bytes),
-            _ if bytes.len() < CHUNK => {
-                self.buf.extend_from_slice(bytes);
-                self.boundary();
-            }
-            Sink::Chunks(chunks) => {
-                if !self.buf.is_empty() {
-                    chunks.push(Bytes::from(std::mem::take(&mut self.buf)));
-                }
-                chunks.push(Bytes::copy_from_slice(bytes));
-            }
-            Sink::Gzip(encoder) => {
+            if let Some(encoder) = &mut self.gzip {
                 // Writing into a Vec cannot fail.
-                let _ = encoder
-                    .write_all(&self.buf)
-                    .and_then(|()| encoder.write_all(bytes));
-                self.buf.clear();
-            }
-        }
-    }
-
-    fn pass_on(&mut self) {
-        match &mut self.sink {
-            Sink::Whole => {}
-            Sink::Chunks(chunks) => {
-                let next = Vec::with_capacity(self.buf.capacity());
-                chunks.push(Bytes::from(std::mem::replace(&mut self.buf, next)));
-            }
-            Sink::Gzip(encoder) => {
                 let _ = encoder.write_all(&self.buf);
                 self.buf.clear();
             }
         }
     }
 
-    /// Everything written, in order: one piece for a gzip body or a whole buffer.
-    pub fn finish(mut self) -> Vec<Bytes> {
-        match self.sink {
-            Sink::Whole => vec![Bytes::from(self.buf)],
-            Sink::Chunks(ref mut chunks) => {
-                if !self.buf.is_empty() {
-                    chunks.push(Bytes::from(self.buf));
-                }
-                std::mem::take(chunks)
-            }
-            Sink::Gzip(mut encoder) => {
-                let compressed = encoder
+    /// Appends bytes that may be longer than a chunk.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        match &mut self.gzip {
+            Some(encoder) if bytes.len() >= CHUNK => {
+                let _ = encoder
                     .write_all(&self.buf)
-                    .and_then(|()| encoder.try_finish())
-                    .map(|()| std::mem::take(encoder.get_mut()))
-                    .unwrap_or_default();
-                vec![Bytes::from(compressed)]
+                    .and_then(|()| encoder.write_all(bytes));
+                self.buf.clear();
+            }
+            _ => {
+                self.buf.extend_from_slice(bytes);
+                self.boundary();
             }
         }
     }
 
-    /// Everything written, in one buffer.
+    /// Everything written: the buffer, or the finished gzip stream.
     pub fn into_vec(self) -> Vec<u8> {
-        if let Sink::Whole = self.sink {
-            return self.buf;
+        match self.gzip {
+            None => self.buf,
+            Some(mut encoder) => encoder
+                .write_all(&self.buf)
+                .and_then(|()| encoder.try_finish())
+                .map(|()| std::mem::take(encoder.get_mut()))
+                .unwrap_or_default(),
         }
-        let parts = self.finish();
-        let mut out = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
-        for part in parts {
-            out.extend_from_slice(&part);
-        }
-        out
     }
 }
 
@@ -420,9 +377,9 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
-/// The body compressed with gzip as a `/metrics` response is (see [`Output::body`]).
+/// The body compressed with gzip as a `/metrics` response is (see [`Output::gzip`]).
 pub fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut out = Output::body(true);
+    let mut out = Output::gzip();
     out.extend(body);
     out.into_vec()
 }
@@ -1404,12 +1361,13 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
     }
 
     #[test]
-    fn a_body_in_chunks_or_gzip_holds_what_was_written() {
+    fn a_gzip_stream_holds_what_was_written() {
         // Written as the encoders write: pieces with boundaries between them, and a few slices
         // longer than a chunk; several chunks in all.
         let piece = encoded(&sample_families(), Format::OpenMetrics);
         let long = piece.repeat(CHUNK / piece.len() + 2);
         let write = |out: &mut Output| {
+            out.reserve(1 << 20);
             for i in 0..400 {
                 if i % 100 == 7 {
                     out.extend(long.as_bytes());
@@ -1426,20 +1384,13 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
         let expected = &whole[5..];
         assert!(expected.len() > 4 * CHUNK, "{}", expected.len());
 
-        let mut chunked = Output::body(false);
-        write(&mut chunked);
-        let chunks = chunked.finish();
-        assert!(chunks.len() > 4, "{} chunks", chunks.len());
-        assert!(chunks.iter().all(|c| !c.is_empty()));
-        assert_eq!(chunks.concat(), expected);
-
-        let mut compressed = Output::body(true);
+        let mut compressed = Output::gzip();
         write(&mut compressed);
-        let parts = compressed.finish();
-        assert_eq!(parts.len(), 1, "one gzip member");
+        let compressed = compressed.into_vec();
+        assert!(compressed.len() < expected.len() / 5);
         let mut back = Vec::new();
         // GzDecoder reads one member only: all of it is in the first.
-        flate2::read::GzDecoder::new(&parts[0][..])
+        flate2::read::GzDecoder::new(&compressed[..])
             .read_to_end(&mut back)
             .expect("valid gzip");
         assert_eq!(back, expected);

@@ -323,6 +323,9 @@ impl ChatSeries {
     fn write_text(&self, out: &mut Output, om: bool) {
         let entries = self.sorted();
         let guards: Vec<_> = entries.iter().map(|(_, pair)| lock(pair)).collect();
+        let lines = self.wait_layout.bounds().len() + self.duration_layout.bounds().len() + 6;
+        let line = guards.first().map_or(0, |g| g.labels.len()) + if om { 80 } else { 56 };
+        out.reserve(guards.len() * lines * line);
         for (name, help, _, les, histogram) in self.parts() {
             let series = guards
                 .iter()

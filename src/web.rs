@@ -247,18 +247,22 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     );
     // Thousands of series take milliseconds to encode: off the threads that answer webhooks.
     let encode = move || {
-        let mut out = expose::Output::body(gzip);
+        let mut out = if gzip {
+            expose::Output::gzip()
+        } else {
+            expose::Output::whole(Vec::with_capacity(64 * 1024))
+        };
         state.metrics.write(format, &mut out);
-        out.finish()
+        out.into_vec()
     };
-    let chunks = match tokio::task::spawn_blocking(encode).await {
-        Ok(chunks) => chunks,
+    let body = match tokio::task::spawn_blocking(encode).await {
+        Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e, "encoding the metrics failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let mut response = Response::new(axum::body::Body::new(Chunks::new(chunks)));
+    let mut response = body.into_response();
     if gzip {
         response
             .headers_mut()
@@ -269,47 +273,6 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         HeaderValue::from_static(expose::content_type(format)),
     );
     response
-}
-
-/// A response body made of chunks written beforehand, sent one after the other with their total
-/// as `Content-Length`: a page of tens of megabytes is never copied into one buffer.
-struct Chunks {
-    chunks: std::collections::VecDeque<bytes::Bytes>,
-    remaining: u64,
-}
-
-impl Chunks {
-    fn new(chunks: Vec<bytes::Bytes>) -> Self {
-        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Self {
-            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
-            remaining,
-        }
-    }
-}
-
-impl hyper::body::Body for Chunks {
-    type Data = bytes::Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        let chunk = self.chunks.pop_front();
-        if let Some(c) = &chunk {
-            self.remaining -= c.len() as u64;
-        }
-        std::task::Poll::Ready(chunk.map(|c| Ok(hyper::body::Frame::data(c))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
-    }
 }
 
 async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {

@@ -456,7 +456,7 @@ fn metrics_negotiate_openmetrics_and_gzip() {
 fn a_large_page_reads_the_same_gzipped_in_every_format() {
     use std::io::Read as _;
     let exporter = memory();
-    // 750 series of both histograms: a page of about three megabytes, written in several chunks.
+    // 750 series of both histograms: a page of about three megabytes, compressed in many chunks.
     for i in 0..750 {
         let body = close_event(
             &format!("{}", 200_000 + i),

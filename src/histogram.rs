@@ -1488,8 +1488,8 @@ mod tests {
         assert_eq!(unix_parts(at(7) + Duration::from_nanos(5)), (7, 5));
     }
 
-    /// prost's bytes for the series: `to_dto`, then (for a native series) only the newest
-    /// bucket exemplar, as `record::newest_exemplar_of` does for a protobuf scrape.
+    /// prost's bytes for the series: `to_dto`, then only the newest bucket exemplar of a native
+    /// series, as a protobuf scrape gives it (`record::newest_exemplar_of`).
     fn prost_metric(
         h: &ChatHistogram,
         layout: &HistogramLayout,
@@ -1503,22 +1503,7 @@ mod tests {
             })
             .collect();
         let mut metric = h.to_dto(layout, labels);
-        let hist = metric.histogram.as_mut().expect("histogram");
-        if !(hist.positive_span.is_empty() && hist.negative_span.is_empty() && hist.zero_count == 0)
-        {
-            let newest = hist
-                .bucket
-                .iter()
-                .enumerate()
-                .filter_map(|(i, b)| Some((i, b.exemplar.as_ref()?.timestamp.as_ref()?)))
-                .max_by_key(|(_, t)| (t.seconds, t.nanos))
-                .map(|(i, _)| i);
-            for (i, b) in hist.bucket.iter_mut().enumerate() {
-                if Some(i) != newest {
-                    b.exemplar = None;
-                }
-            }
-        }
+        crate::record::newest_exemplar_of(&mut metric);
         metric.encode_length_delimited_to_vec()
     }
 

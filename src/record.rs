@@ -730,7 +730,7 @@ pub fn newest_exemplar_only(families: &mut [dto::MetricFamily]) {
 }
 
 /// [`newest_exemplar_only`] for one series.
-fn newest_exemplar_of(metric: &mut dto::Metric) {
+pub(crate) fn newest_exemplar_of(metric: &mut dto::Metric) {
     let Some(h) = metric.histogram.as_mut() else {
         return;
     };

@@ -88,7 +88,7 @@ pub fn encode(families: &[dto::MetricFamily], f: Format, out: &mut Vec<u8>) {
 }
 
 /// Appends the families in the text format (`om == false`) or in OpenMetrics without its closing
-/// `# EOF`, so that more families can follow (see [`write_histogram_family`]).
+/// `# EOF`, so that more families can follow (see [`HistogramText`]).
 pub fn encode_text_open(families: &[dto::MetricFamily], om: bool, out: &mut Vec<u8>) {
     let families: Vec<&dto::MetricFamily> =
         families.iter().filter(|family| exposable(family)).collect();
@@ -224,86 +224,96 @@ impl BucketLabels {
     }
 }
 
-/// One histogram series for [`write_histogram_family`]: its rendered label pairs (as
-/// [`render_labels`] gives them) and its state.
-pub struct HistogramSeries<'a> {
-    /// `a="x",b="y"`, escaped.
-    pub labels: &'a [u8],
-    /// The series.
-    pub histogram: &'a ChatHistogram,
+/// Writes a histogram family in the text or OpenMetrics form straight from the series' state,
+/// series by series, exactly as [`encode`] writes the classic part of their
+/// [`ChatHistogram::to_dto`] form, but without building it: the scrape of thousands of series is
+/// mostly this. The family's header comes before its first series; a family without series
+/// writes nothing.
+pub struct HistogramText<'a> {
+    name: &'a str,
+    help: &'a str,
+    les: &'a [Box<[u8]>],
+    om: bool,
+    started: bool,
+    /// `name_bucket{labels,` of the current series.
+    bucket_prefix: Vec<u8>,
+    /// `name_sum{labels} ` of the current series.
+    sum_prefix: Vec<u8>,
 }
 
-/// Appends a histogram family in the text or OpenMetrics form straight from the series' state,
-/// exactly as [`encode`] writes the classic part of their [`ChatHistogram::to_dto`] form, but
-/// without building it: the scrape of thousands of series is mostly this. Nothing is written for
-/// a family without series.
-pub fn write_histogram_family<'a>(
-    out: &mut Output,
-    name: &str,
-    help: &str,
-    bucket_labels: &BucketLabels,
-    series: impl IntoIterator<Item = HistogramSeries<'a>>,
-    om: bool,
-) {
-    let les = if om {
-        &bucket_labels.open_metrics
-    } else {
-        &bucket_labels.text
-    };
-    let mut series = series.into_iter().peekable();
-    if series.peek().is_none() {
-        return;
-    }
-    let header = dto::MetricFamily {
-        name: name.to_owned(),
-        help: help.to_owned(),
-        r#type: dto::MetricType::Histogram as i32,
-        ..Default::default()
-    };
-    write_family(out.buf(), &header, om, &mut Vec::new());
-    let count = |out: &mut Vec<u8>, n: u64| {
-        if om || n < 1_000_000 {
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+impl<'a> HistogramText<'a> {
+    /// A family named `name` with the layout whose `le` values `bucket_labels` holds.
+    pub fn new(name: &'a str, help: &'a str, bucket_labels: &'a BucketLabels, om: bool) -> Self {
+        let les = if om {
+            &bucket_labels.open_metrics
         } else {
-            // As write_family: text writes counts as floats, like client_golang (1e+06 and up).
-            write_float(out, n as f64, false);
+            &bucket_labels.text
+        };
+        Self {
+            name,
+            help,
+            les,
+            om,
+            started: false,
+            bucket_prefix: Vec::with_capacity(256),
+            sum_prefix: Vec::with_capacity(256),
         }
-    };
-    // `name_bucket{labels,` and `name_sum{labels} `, rendered once per series: a bucket line is
-    // then the prefix, the rendered `le`, the count.
-    let mut bucket_prefix = Vec::with_capacity(256);
-    let mut sum_prefix = Vec::with_capacity(256);
-    for s in series {
+    }
+
+    /// Appends one series: `labels` as [`render_labels`] gives them (`a="x",b="y"`, escaped).
+    pub fn series(&mut self, out: &mut Output, labels: &[u8], h: &ChatHistogram) {
+        let (name, om) = (self.name, self.om);
+        if !self.started {
+            self.started = true;
+            let header = dto::MetricFamily {
+                name: name.to_owned(),
+                help: self.help.to_owned(),
+                r#type: dto::MetricType::Histogram as i32,
+                ..Default::default()
+            };
+            write_family(out.buf(), &header, om, &mut Vec::new());
+        }
+        let count = |out: &mut Vec<u8>, n: u64| {
+            if om || n < 1_000_000 {
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            } else {
+                // As write_family: text writes counts as floats, like client_golang (1e+06 and up).
+                write_float(out, n as f64, false);
+            }
+        };
+        // Rendered once per series: a bucket line is then the prefix, the rendered `le`, the
+        // count.
+        let bucket_prefix = &mut self.bucket_prefix;
         bucket_prefix.clear();
         bucket_prefix.extend_from_slice(name.as_bytes());
         bucket_prefix.extend_from_slice(b"_bucket{");
-        bucket_prefix.extend_from_slice(s.labels);
-        if !s.labels.is_empty() {
+        bucket_prefix.extend_from_slice(labels);
+        if !labels.is_empty() {
             bucket_prefix.push(b',');
         }
+        let sum_prefix = &mut self.sum_prefix;
         sum_prefix.clear();
         sum_prefix.extend_from_slice(name.as_bytes());
         sum_prefix.extend_from_slice(b"_sum");
         let sum_name = sum_prefix.len();
-        if !s.labels.is_empty() {
+        if !labels.is_empty() {
             sum_prefix.push(b'{');
-            sum_prefix.extend_from_slice(s.labels);
+            sum_prefix.extend_from_slice(labels);
             sum_prefix.push(b'}');
         }
         sum_prefix.push(b' ');
         let buf = out.buf();
-        let h = s.histogram;
         let counts = h.bucket_counts();
         let mut exemplars = h.exemplars().peekable();
         let mut cumulative: u64 = 0;
-        for (i, le) in les.iter().enumerate() {
+        for (i, le) in self.les.iter().enumerate() {
             // The +Inf bucket holds every observation, as the dto form's sample count.
-            cumulative = if i + 1 == les.len() {
+            cumulative = if i + 1 == self.les.len() {
                 h.count()
             } else {
                 cumulative.saturating_add(counts.get(i).copied().unwrap_or(0))
             };
-            buf.extend_from_slice(&bucket_prefix);
+            buf.extend_from_slice(bucket_prefix);
             buf.extend_from_slice(le);
             count(buf, cumulative);
             if let Some((_, e)) = exemplars.next_if(|&(j, _)| j == i) {
@@ -313,7 +323,7 @@ pub fn write_histogram_family<'a>(
             }
             buf.push(b'\n');
         }
-        buf.extend_from_slice(&sum_prefix);
+        buf.extend_from_slice(sum_prefix);
         write_float(buf, h.sum(), om);
         buf.push(b'\n');
         // `name_count{labels} `: the sum line's with `count` for `sum`.

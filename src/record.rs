@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::Settings;
 use crate::decode::EventKind;
-use crate::expose::{self, BucketLabels, Format, HistogramSeries, Output};
+use crate::expose::{self, BucketLabels, Format, HistogramText, Output};
 use crate::histogram::{
     ChatHistogram, ChatId, Exemplar, HistogramLayout, NativeLayout, ProtobufScratch,
 };
@@ -319,22 +319,24 @@ impl ChatSeries {
     }
 
     /// Both families in a text format, straight from the series (the classic part of
-    /// [`Self::families`], without building it).
+    /// [`Self::families`], without building it). Each series is locked only while it is
+    /// written: a scrape of thousands of series never holds up the webhooks of the others.
     fn write_text(&self, out: &mut Output, om: bool) {
         let entries = self.sorted();
-        let guards: Vec<_> = entries.iter().map(|(_, pair)| lock(pair)).collect();
         let lines = self.wait_layout.bounds().len() + self.duration_layout.bounds().len() + 6;
-        let line = guards.first().map_or(0, |g| g.labels.len()) + if om { 80 } else { 56 };
-        out.reserve(guards.len() * lines * line);
+        let labels = entries
+            .first()
+            .map_or(0, |(_, pair)| lock(pair).labels.len());
+        out.reserve(entries.len() * lines * (labels + if om { 80 } else { 56 }));
         for (name, help, _, les, histogram) in self.parts() {
-            let series = guards
-                .iter()
-                .filter(|pair| histogram(pair).count() > 0)
-                .map(|pair| HistogramSeries {
-                    labels: &pair.labels,
-                    histogram: histogram(pair),
-                });
-            expose::write_histogram_family(out, name, help, les, series, om);
+            let mut family = HistogramText::new(name, help, les, om);
+            for (_, pair) in &entries {
+                let pair = lock(pair);
+                let h = histogram(&pair);
+                if h.count() > 0 {
+                    family.series(out, &pair.labels, h);
+                }
+            }
         }
     }
 
@@ -368,20 +370,20 @@ impl ChatSeries {
 
     /// Both families as length-delimited protobuf messages, byte for byte what prost makes of
     /// [`Self::families`] after [`newest_exemplar_only`], but written straight from the series
-    /// ([`ChatHistogram::write_protobuf`]).
+    /// ([`ChatHistogram::write_protobuf`]), each locked only while it is written.
     fn write_protobuf(&self, out: &mut Output) {
         use prost::Message as _;
         use prost::encoding::{WireType, encode_key, encode_varint};
         // MetricFamily.metric is field 4.
         const METRIC_FIELD: u32 = 4;
         let entries = self.sorted();
-        let guards: Vec<_> = entries.iter().map(|(_, pair)| lock(pair)).collect();
         let mut scratch = ProtobufScratch::default();
         let mut body = Vec::new();
         for (name, help, layout, _, histogram) in self.parts() {
             body.clear();
-            for (((department, role), _), pair) in entries.iter().zip(&guards) {
-                let h = histogram(pair);
+            for ((department, role), pair) in &entries {
+                let pair = lock(pair);
+                let h = histogram(&pair);
                 if h.count() == 0 {
                     continue;
                 }

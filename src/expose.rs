@@ -273,14 +273,6 @@ impl<'a> HistogramText<'a> {
             };
             write_family(out.buf(), &header, om, &mut Vec::new());
         }
-        let count = |out: &mut Vec<u8>, n: u64| {
-            if om || n < 1_000_000 {
-                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            } else {
-                // As write_family: text writes counts as floats, like client_golang (1e+06 and up).
-                write_float(out, n as f64, false);
-            }
-        };
         // Rendered once per series: a bucket line is then the prefix, the rendered `le`, the
         // count.
         let bucket_prefix = &mut self.bucket_prefix;
@@ -315,7 +307,7 @@ impl<'a> HistogramText<'a> {
             };
             buf.extend_from_slice(bucket_prefix);
             buf.extend_from_slice(le);
-            count(buf, cumulative);
+            write_count(buf, cumulative, om);
             if let Some((_, e)) = exemplars.next_if(|&(j, _)| j == i) {
                 if om {
                     write_chat_exemplar(buf, e);
@@ -330,7 +322,7 @@ impl<'a> HistogramText<'a> {
         buf.extend_from_slice(&sum_prefix[..sum_name - 3]);
         buf.extend_from_slice(b"count");
         buf.extend_from_slice(&sum_prefix[sum_name..]);
-        count(buf, h.count());
+        write_count(buf, h.count(), om);
         buf.push(b'\n');
         out.boundary();
     }
@@ -342,11 +334,8 @@ fn write_chat_exemplar(out: &mut Vec<u8>, e: &Exemplar) {
     out.extend_from_slice(EXEMPLAR_LABEL.as_bytes());
     out.extend_from_slice(b"=\"");
     write_escaped(out, &e.chat_id, true);
-    out.extend_from_slice(b"\"} ");
-    write_float(out, e.value, true);
-    out.push(b' ');
-    let (seconds, nanos) = unix_parts(e.timestamp);
-    write_seconds(out, seconds, nanos);
+    out.push(b'"');
+    write_exemplar_end(out, e.value, Some(unix_parts(e.timestamp)));
 }
 
 /// Label pairs rendered as the text formats write them: `a="x",b="y"`, values escaped.
@@ -385,13 +374,6 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
         }
     }
     gzip.or(any).is_some_and(|q| q > 0.0)
-}
-
-/// The body compressed with gzip as a `/metrics` response is (see [`Output::gzip`]).
-pub fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut out = Output::gzip();
-    out.extend(body);
-    out.into_vec()
 }
 
 /// One media range of an `Accept` header.
@@ -648,13 +630,9 @@ impl Sample<'_, '_> {
             out.push(b'}');
         }
         out.push(b' ');
-        match (value, self.om) {
-            (Value::Float(v), om) => write_float(out, v, om),
-            (Value::Count(n), true) => {
-                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes())
-            }
-            // Text writes counts as floats, as client_golang does (1e+06 and up in Go's form).
-            (Value::Count(n), false) => write_float(out, n as f64, false),
+        match value {
+            Value::Float(v) => write_float(out, v, self.om),
+            Value::Count(n) => write_count(out, n, self.om),
         }
         if s.timestamp_ms != 0 {
             out.push(b' ');
@@ -675,44 +653,47 @@ impl Sample<'_, '_> {
 fn write_exemplar(out: &mut Vec<u8>, exemplar: &dto::Exemplar) {
     out.extend_from_slice(b" # {");
     write_label_pairs(out, &exemplar.label);
+    let timestamp = exemplar.timestamp.as_ref().map(|t| (t.seconds, t.nanos));
+    write_exemplar_end(out, exemplar.value, timestamp);
+}
+
+/// The end of an exemplar after its label pairs: `} value [timestamp]`.
+fn write_exemplar_end(out: &mut Vec<u8>, value: f64, timestamp: Option<(i64, i32)>) {
     out.extend_from_slice(b"} ");
-    write_float(out, exemplar.value, true);
-    if let Some(ts) = &exemplar.timestamp {
+    write_float(out, value, true);
+    if let Some((seconds, nanos)) = timestamp {
         out.push(b' ');
-        write_seconds(out, ts.seconds, ts.nanos);
+        write_seconds(out, seconds, nanos);
+    }
+}
+
+/// A count: an integer in OpenMetrics; a float in text, as client_golang writes it (integers
+/// up to 10^6 look the same, larger ones take Go's exponent form, 1e+06).
+fn write_count(out: &mut Vec<u8>, n: u64, om: bool) {
+    if om || n < 1_000_000 {
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    } else {
+        write_float(out, n as f64, false);
     }
 }
 
 /// Seconds and nanoseconds as an exact decimal: `1700000000.123`, `5.0`, `-0.5`.
 fn write_seconds(out: &mut Vec<u8>, seconds: i64, nanos: i32) {
-    // Whole seconds and nanoseconds of the absolute value, sign apart.
-    let (negative, whole, fraction) = match u64::try_from(nanos) {
-        Ok(n) if n < 1_000_000_000 => {
-            if seconds >= 0 {
-                (false, seconds.unsigned_abs(), n)
-            } else if n == 0 {
-                (true, seconds.unsigned_abs(), 0)
-            } else {
-                (true, seconds.unsigned_abs() - 1, 1_000_000_000 - n)
-            }
-        }
-        // Not a valid Timestamp: the sum as it stands.
-        _ => {
-            let total = i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
-            let abs = total.unsigned_abs();
-            (
-                total < 0,
-                u64::try_from(abs / 1_000_000_000).unwrap_or(u64::MAX),
-                (abs % 1_000_000_000) as u64,
-            )
-        }
+    // Normalised to nanoseconds in [0, 10^9) (a valid Timestamp already is), then whole
+    // seconds and nanoseconds of the absolute value, sign apart.
+    const NANOS: i32 = 1_000_000_000;
+    let seconds = seconds.saturating_add(i64::from(nanos.div_euclid(NANOS)));
+    let nanos = u64::from(nanos.rem_euclid(NANOS).unsigned_abs());
+    let (negative, whole, mut fraction) = match (seconds < 0, nanos) {
+        (false, n) => (false, seconds.unsigned_abs(), n),
+        (true, 0) => (true, seconds.unsigned_abs(), 0),
+        (true, n) => (true, seconds.unsigned_abs() - 1, 1_000_000_000 - n),
     };
     if negative {
         out.push(b'-');
     }
     out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
     out.push(b'.');
-    let mut fraction = fraction;
     let mut digits = 9;
     while digits > 1 && fraction % 10 == 0 {
         fraction /= 10;
@@ -1409,7 +1390,9 @@ acquire_exporter_storage_commits_total 12.0 # {chat_id="1"} 1.0 5.0
     #[test]
     fn gzip_round_trips() {
         let body = encoded(&sample_families(), Format::Text).repeat(50);
-        let compressed = gzip(body.as_bytes());
+        let mut out = Output::gzip();
+        out.extend(body.as_bytes());
+        let compressed = out.into_vec();
         assert!(compressed.len() < body.len() / 5);
         let mut back = String::new();
         flate2::read::GzDecoder::new(compressed.as_slice())

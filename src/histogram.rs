@@ -530,21 +530,6 @@ impl ChatHistogram {
         self.exemplars.iter().map(|(i, e)| (*i, e))
     }
 
-    /// Whether the protobuf form carries native buckets: what Prometheus reads as a native
-    /// histogram (a span, a zero bucket count; [`NativeBuckets::fill_dto`] adds a no-op span when
-    /// there is neither and the zero threshold is 0).
-    fn protobuf_is_native(&self, layout: &HistogramLayout) -> bool {
-        match (&self.native, layout.native()) {
-            (Some(n), Some(_)) => {
-                n.zero_threshold == 0.0
-                    || n.zero_count != 0
-                    || !n.positive.is_empty()
-                    || !n.negative.is_empty()
-            }
-            _ => false,
-        }
-    }
-
     /// Appends the series as a length-delimited protobuf `Metric` with the given label pairs:
     /// byte for byte what prost writes for [`Self::to_dto`] when a native series keeps only its
     /// newest bucket exemplar (Prometheus keeps a series' exemplars only in time order), but
@@ -556,7 +541,11 @@ impl ChatHistogram {
         scratch: &mut ProtobufScratch,
         out: &mut Vec<u8>,
     ) {
-        let native = self.protobuf_is_native(layout);
+        let native = layout.native().is_some()
+            && self
+                .native
+                .as_ref()
+                .is_some_and(NativeBuckets::reads_as_native);
         let bounds = layout.bounds();
         let inf_bucket = self
             .exemplars
@@ -612,11 +601,7 @@ impl ChatHistogram {
             spans_and_deltas_into(&n.negative, spans, deltas);
             wire::spans_and_deltas(h, 9, 10, spans, deltas, bucket);
             spans_and_deltas_into(&n.positive, spans, deltas);
-            if spans.is_empty()
-                && n.zero_threshold == 0.0
-                && n.zero_count == 0
-                && n.negative.is_empty()
-            {
+            if n.needs_noop_span() {
                 spans.push((0, 0));
             }
             wire::spans_and_deltas(h, 12, 13, spans, deltas, bucket);
@@ -692,19 +677,31 @@ impl NativeBuckets {
         }
     }
 
+    /// Without a bucket, a zero count or a zero threshold the series would read as a classic
+    /// histogram: a no-op span marks it native (as client_golang does).
+    fn needs_noop_span(&self) -> bool {
+        self.zero_threshold == 0.0
+            && self.zero_count == 0
+            && self.positive.is_empty()
+            && self.negative.is_empty()
+    }
+
+    /// Whether Prometheus reads the protobuf form as a native histogram: it has a span (a
+    /// bucket, or the no-op one) or a zero bucket count.
+    fn reads_as_native(&self) -> bool {
+        self.zero_count != 0
+            || !self.positive.is_empty()
+            || !self.negative.is_empty()
+            || self.needs_noop_span()
+    }
+
     fn fill_dto(&self, histogram: &mut dto::Histogram) {
         histogram.schema = self.schema;
         histogram.zero_threshold = self.zero_threshold;
         histogram.zero_count = self.zero_count;
         (histogram.positive_span, histogram.positive_delta) = spans_and_deltas(&self.positive);
         (histogram.negative_span, histogram.negative_delta) = spans_and_deltas(&self.negative);
-        // Without any span and a zero threshold of 0 the series would read as a classic
-        // histogram; a no-op span marks it native (as client_golang does).
-        if self.zero_threshold == 0.0
-            && self.zero_count == 0
-            && histogram.positive_span.is_empty()
-            && histogram.negative_span.is_empty()
-        {
+        if self.needs_noop_span() {
             histogram.positive_span.push(dto::BucketSpan {
                 offset: 0,
                 length: 0,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use acquire_exporter::config::SyncMode;
-use acquire_exporter::store::{Admission, Store};
+use acquire_exporter::store::{Admission, Sink, Store};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// Chat ids never repeat across the whole run, so every admit is a new event.
@@ -28,7 +28,7 @@ async fn admit_concurrently(store: &Arc<Store>, iters: u64, submitters: u64) -> 
         let share = iters / submitters + u64::from(k < iters % submitters);
         tasks.push(tokio::spawn(async move {
             for _ in 0..share {
-                let (admission, _) = store.admit(next_event()).await.expect("admit");
+                let admission = store.admit(next_event()).await.expect("admit");
                 assert_eq!(admission, Admission::New);
             }
         }));
@@ -45,10 +45,11 @@ fn storing(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temporary folder");
-    let durable = Arc::new(
-        Store::open(dir.path(), SyncMode::Normal, |_| {}, |_| {}).expect("open the store"),
-    );
-    let memory = Arc::new(Store::in_memory(Duration::from_secs(24 * 3600)));
+    let ignore = || -> Sink { Arc::new(|_| {}) };
+    let (durable, _) =
+        Store::open(dir.path(), SyncMode::Normal, ignore(), |_| {}).expect("open the store");
+    let durable = Arc::new(durable);
+    let memory = Arc::new(Store::in_memory(Duration::from_secs(24 * 3600), ignore()));
 
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(1));

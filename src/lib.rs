@@ -12,6 +12,7 @@ pub mod decode;
 pub mod expose;
 pub mod histogram;
 pub mod plan;
+pub mod process;
 pub mod queue;
 pub mod record;
 pub mod server;
@@ -204,26 +205,23 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         auth,
         web_config,
     } = prepared;
-    let metrics = Arc::new(Metrics::new(&settings)?);
+    let mut metrics = Metrics::new(&settings)?;
+    metrics.register_process_metrics();
+    let metrics = Arc::new(metrics);
     let started = Instant::now();
+    let sink: store::Sink = {
+        let metrics = metrics.clone();
+        Arc::new(move |e| metrics.apply(e))
+    };
     let store = if args.in_memory {
-        Store::in_memory(args.dedup_window)
+        Store::in_memory(args.dedup_window, sink)
     } else {
-        let mut replayed = 0i64;
         let on_commit = {
             let metrics = metrics.clone();
             move |stats| metrics.committed(stats)
         };
-        let store = Store::open(
-            &args.storage_path,
-            args.sync,
-            |e| {
-                replayed += 1;
-                metrics.apply(e);
-            },
-            on_commit,
-        )?;
-        metrics.stored(replayed);
+        let (store, replayed) = Store::open(&args.storage_path, args.sync, sink, on_commit)?;
+        metrics.stored(replayed as i64);
         tracing::info!(
             events = replayed,
             seconds = started.elapsed().as_secs_f64(),

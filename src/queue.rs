@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::config::Settings;
-use crate::record::{Labeler, Value, now_seconds};
+use crate::record::{Clock, Labeler, Value};
 use crate::staffing::{self, Target, Window};
 use crate::store::StoredEvent;
 
@@ -93,6 +93,8 @@ pub struct Live {
     concurrency: f64,
     /// When this process started: the staffing windows count the quiet time since as quiet.
     started_at: f64,
+    /// The time of a scrape.
+    clock: Clock,
 }
 
 fn key(e: &StoredEvent) -> ChatKey {
@@ -101,7 +103,12 @@ fn key(e: &StoredEvent) -> ChatKey {
 
 impl Live {
     /// Empty state; registers the accept-time histogram and the expiry counter in `registry`.
-    pub fn new(settings: &Settings, labeler: Arc<Labeler>, registry: &mut Registry) -> Self {
+    pub fn new(
+        settings: &Settings,
+        labeler: Arc<Labeler>,
+        registry: &mut Registry,
+        clock: Clock,
+    ) -> Self {
         let accept_time =
             Family::new_with_constructor(Buckets(settings.wait_buckets.clone().into()));
         registry.register(
@@ -124,7 +131,8 @@ impl Live {
             window: settings.staffing_window,
             targets: settings.staffing_targets.clone(),
             concurrency: settings.concurrency,
-            started_at: now_seconds(),
+            started_at: clock.now(),
+            clock,
         }
     }
 
@@ -301,7 +309,7 @@ impl Live {
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snap = self.snapshot(now_seconds());
+        let snap = self.snapshot(self.clock.now());
         {
             let mut m = encoder.encode_descriptor(
                 "acquire_chats_waiting",
@@ -412,7 +420,12 @@ mod tests {
         let labeler = Arc::new(Labeler::new(&settings, F::default()));
         let mut registry = Registry::default();
         (
-            Live::new(&settings, labeler.clone(), &mut registry),
+            Live::new(
+                &settings,
+                labeler.clone(),
+                &mut registry,
+                crate::record::Clock::system(),
+            ),
             labeler,
         )
     }

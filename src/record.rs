@@ -44,14 +44,17 @@ pub enum Outcome {
     Duplicate,
     /// Refused with a 4xx.
     Rejected,
+    /// Not stored because the store failed: answered 503, the sender retries.
+    Error,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [
+    const ALL: [Outcome; 5] = [
         Outcome::Observed,
         Outcome::Ignored,
         Outcome::Duplicate,
         Outcome::Rejected,
+        Outcome::Error,
     ];
 
     fn as_label(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Outcome {
             Outcome::Ignored => "ignored",
             Outcome::Duplicate => "duplicate",
             Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
         }
     }
 }
@@ -451,7 +455,7 @@ fn family(name: &str, help: &str, metric: Vec<dto::Metric>) -> dto::MetricFamily
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    received: Vec<[Counter; 4]>,
+    received: Vec<[Counter; 5]>,
     rejections: Vec<Counter>,
     unanswered: Family<DepartmentLabel, Counter>,
     commits: Counter,
@@ -460,6 +464,34 @@ pub struct Metrics {
     labeler: Arc<Labeler>,
     chats: ChatSeries,
     live: Arc<Live>,
+    clock: Clock,
+}
+
+/// The time now, in seconds since the Unix epoch: the system clock, or a test's own.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> f64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock(Arc::new(now_seconds))
+    }
+
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now))
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn now(&self) -> f64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Clock").field(&self.now()).finish()
+    }
 }
 
 /// A layout problem in the settings (bucket bounds or native factor).
@@ -468,8 +500,14 @@ pub struct Metrics {
 pub struct LayoutError(String);
 
 impl Metrics {
-    /// All metrics, registered in a registry of their own.
+    /// All metrics, registered in a registry of their own, on the system clock.
     pub fn new(settings: &Settings) -> Result<Self, LayoutError> {
+        Self::with_clock(settings, Clock::system())
+    }
+
+    /// [`Self::new`] on the given clock (what the live queue and the staffing window take as
+    /// now).
+    pub fn with_clock(settings: &Settings, clock: Clock) -> Result<Self, LayoutError> {
         let mut registry = Registry::default();
         // Help texts go in without their final period: the registry appends one.
         registry.register(
@@ -573,7 +611,12 @@ impl Metrics {
             exemplars: settings.exemplars,
             series: RwLock::new(HashMap::new()),
         };
-        let live = Arc::new(Live::new(settings, labeler.clone(), &mut registry));
+        let live = Arc::new(Live::new(
+            settings,
+            labeler.clone(),
+            &mut registry,
+            clock.clone(),
+        ));
         registry.register_collector(Box::new(live.clone()));
 
         Ok(Metrics {
@@ -587,7 +630,14 @@ impl Metrics {
             labeler,
             chats,
             live,
+            clock,
         })
+    }
+
+    /// Add the standard `process_*` metrics of this process to the registry.
+    pub fn register_process_metrics(&mut self) {
+        self.registry
+            .register_collector(Box::new(crate::process::ProcessCollector));
     }
 
     /// Count one delivery.
@@ -607,7 +657,7 @@ impl Metrics {
     pub fn committed(&self, stats: CommitStats) {
         self.commits.inc();
         self.commit_seconds.observe(stats.seconds);
-        self.stored.inc_by(stats.batch as i64);
+        self.stored.inc_by(stats.new as i64);
     }
 
     /// Note events found in the store at start.
@@ -657,7 +707,7 @@ impl Metrics {
 
     /// Drop waiting chats past the expiry time.
     pub fn expire(&self) {
-        self.live.expire(now_seconds());
+        self.live.expire(self.clock.now());
     }
 
     /// Everything, in the protobuf data model, for one scrape.
@@ -699,7 +749,19 @@ impl Metrics {
 
     fn registry_families(&self) -> Vec<dto::MetricFamily> {
         match prometheus_protobuf::encode(&self.registry) {
-            Ok(f) => f,
+            Ok(mut families) => {
+                // A family's series come out of a hash map: in label order, a page reads the same
+                // from one scrape to the next.
+                for family in &mut families {
+                    family.metric.sort_by_cached_key(|m| {
+                        m.label
+                            .iter()
+                            .map(|l| (l.name.clone(), l.value.clone()))
+                            .collect::<Vec<_>>()
+                    });
+                }
+                families
+            }
             Err(e) => {
                 // The chat histograms are still served: one failing metric must not fail a scrape.
                 tracing::error!(error = %e, "encoding the registry failed");

@@ -11,7 +11,8 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -87,10 +88,23 @@ pub enum StoreError {
 /// Result alias of this module.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Where admitted events go, in the order they were admitted: the record stage. Called once
+/// per new event after its commit and before its sender is answered, whatever becomes of the
+/// request, so the live metrics always equal what a restart rebuilds from the store.
+pub type Sink = Arc<dyn Fn(&StoredEvent) + Send + Sync>;
+
 /// The admission store, durable or memory-only.
-#[derive(Debug)]
 pub struct Store {
     backend: Backend,
+    sink: Sink,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -101,6 +115,8 @@ enum Backend {
 
 #[derive(Debug)]
 struct SqliteHandle {
+    /// False from a failed commit until a later commit or probe succeeds.
+    healthy: Arc<AtomicBool>,
     tx: mpsc::Sender<Msg>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     path: PathBuf,
@@ -114,16 +130,15 @@ enum Msg {
     Shutdown,
 }
 
-type Job = (
-    StoredEvent,
-    oneshot::Sender<Result<(Admission, StoredEvent)>>,
-);
+type Job = (StoredEvent, oneshot::Sender<Result<Admission>>);
 
 /// Commit statistics, for the exporter's own metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct CommitStats {
-    /// Events in the batch.
+    /// Deliveries in the batch.
     pub batch: usize,
+    /// Events the batch added to the store (its deliveries less the duplicates).
+    pub new: usize,
     /// Seconds the transaction took.
     pub seconds: f64,
 }
@@ -131,49 +146,71 @@ pub struct CommitStats {
 const SCHEMA_VERSION: i64 = 1;
 
 impl Store {
-    /// A memory-only store that drops retries of an event seen within `window`.
-    pub fn in_memory(window: Duration) -> Self {
+    /// A memory-only store that drops retries of an event seen within `window` and hands every
+    /// new event to `sink`.
+    pub fn in_memory(window: Duration, sink: Sink) -> Self {
         Store {
             backend: Backend::Memory(Mutex::new(MemoryDedup::new(window))),
+            sink,
         }
     }
 
-    /// Open (or create) the database in `folder`, call `replay` with every stored event in the order
-    /// it was admitted, then start the writer thread. `on_commit` is called after each commit.
+    /// Open (or create) the database in `folder`, hand every stored event to `sink` in the order
+    /// it was admitted (the replay; it returns their number), then start the writer thread, after
+    /// which `sink` takes each new event once it is committed. `on_commit` is called after each
+    /// commit.
     pub fn open(
         folder: &Path,
         sync: SyncMode,
-        mut replay: impl FnMut(&StoredEvent),
+        sink: Sink,
         on_commit: impl Fn(CommitStats) + Send + 'static,
-    ) -> Result<Self> {
+    ) -> Result<(Self, u64)> {
         std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
             path: folder.to_owned(),
             source,
         })?;
         let path = folder.join("acquire-exporter.sqlite");
         let conn = open_connection(&path, sync)?;
-        replay_all(&conn, &mut replay)?;
+        let mut replayed = 0u64;
+        replay_all(&conn, &mut |e| {
+            replayed += 1;
+            sink(e);
+        })?;
         // Checkpoint the log into the database every 250 pages (1 MiB) rather than SQLite's
         // 1,000: each checkpoint stalls the commits queued behind it for as long as it copies,
         // so small ones keep the tail short (durable p99 at 34,000 events/s: 5.5 ms at 1,000
         // pages, 2.5 ms at 250, 30 ms at 10,000) at no measurable cost in throughput.
         conn.pragma_update(None, "wal_autocheckpoint", 250)?;
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
-        let answers = Answers::start();
+        let answers = Answers::start(sink.clone());
+        let healthy = Arc::new(AtomicBool::new(true));
+        let writer_health = healthy.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(conn, rx, answers, on_commit))
+            .spawn(move || writer(conn, rx, answers, on_commit, &writer_health))
             .map_err(|source| StoreError::Folder {
                 path: folder.to_owned(),
                 source,
             })?;
-        Ok(Store {
+        let store = Store {
             backend: Backend::Sqlite(SqliteHandle {
+                healthy,
                 tx,
                 thread: Mutex::new(Some(thread)),
                 path,
             }),
-        })
+            sink,
+        };
+        Ok((store, replayed))
+    }
+
+    /// False while the store cannot commit: from a failed commit until a later commit, or the
+    /// probe the writer makes every second meanwhile, succeeds.
+    pub fn is_healthy(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(h) => h.healthy.load(Ordering::Relaxed),
+            Backend::Memory(_) => true,
+        }
     }
 
     /// Where the state lives, if on disk.
@@ -184,18 +221,20 @@ impl Store {
         }
     }
 
-    /// Admit one event: `New` once it is committed, `Duplicate` if it was admitted before. The
-    /// event comes back with the verdict, to be recorded.
-    pub async fn admit(&self, event: StoredEvent) -> Result<(Admission, StoredEvent)> {
+    /// Admit one event: `New` once it is committed (and handed to the sink), `Duplicate` if it
+    /// was admitted before. A new event reaches the sink even when this future is dropped after
+    /// the event was queued for its commit.
+    pub async fn admit(&self, event: StoredEvent) -> Result<Admission> {
         match &self.backend {
             Backend::Memory(dedup) => {
                 let mut dedup = dedup.lock().unwrap_or_else(|e| e.into_inner());
-                let admission = if dedup.insert(&event, Instant::now()) {
-                    Admission::New
+                if dedup.insert(&event, Instant::now()) {
+                    // Under the lock: events reach the sink in the order they were admitted.
+                    (self.sink)(&event);
+                    Ok(Admission::New)
                 } else {
-                    Admission::Duplicate
-                };
-                Ok((admission, event))
+                    Ok(Admission::Duplicate)
+                }
             }
             Backend::Sqlite(h) => {
                 let (reply, answer) = oneshot::channel();
@@ -268,6 +307,10 @@ fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection> {
              duration_seconds REAL
          );
          CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (account_id, kind, chat_id);
+         CREATE TABLE IF NOT EXISTS health (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             probed_ms INTEGER NOT NULL
+         );
          PRAGMA user_version = 1;",
     )?;
     Ok(conn)
@@ -337,50 +380,106 @@ fn copy_opt(to: &mut Option<String>, from: Option<&str>) {
     }
 }
 
+/// A committed delivery: its sender, its verdict, and the event when it is new.
 type Answer = (
-    oneshot::Sender<Result<(Admission, StoredEvent)>>,
-    Result<(Admission, StoredEvent)>,
+    oneshot::Sender<Result<Admission>>,
+    Result<Admission>,
+    Option<StoredEvent>,
 );
 
-/// How the writer hands a batch's answers back: all at once to a task on the runtime, which
-/// completes them there. Answering each from the writer thread would wake the runtime once per
-/// delivery, and on a single busy core every wake-up is a switch of threads.
+/// How the writer hands a batch back: all at once to a task on the runtime, which gives the new
+/// events to the sink in commit order and then answers their senders. Answering each from the
+/// writer thread would wake the runtime once per delivery, and on a single busy core every
+/// wake-up is a switch of threads. The sink runs whether or not anybody still waits for the
+/// answer: a request dropped after its commit still counts.
 enum Answers {
     /// To the dispatching task.
-    Batched(mpsc::UnboundedSender<Vec<Answer>>),
+    Batched(mpsc::UnboundedSender<Vec<Answer>>, Sink),
     /// No runtime to run the task on (a store opened outside one): one by one.
-    Direct,
+    Direct(Sink),
 }
 
 impl Answers {
-    fn start() -> Self {
+    fn start(sink: Sink) -> Self {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Answers::Direct;
+            return Answers::Direct(sink);
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Answer>>();
+        let dispatch = sink.clone();
         runtime.spawn(async move {
             while let Some(batch) = rx.recv().await {
-                for (reply, answer) in batch {
-                    let _ = reply.send(answer);
-                }
+                deliver(&dispatch, batch);
             }
         });
-        Answers::Batched(tx)
+        Answers::Batched(tx, sink)
     }
 
     fn send(&self, batch: Vec<Answer>) {
-        let batch = match self {
-            Answers::Batched(tx) => match tx.send(batch) {
-                Ok(()) => return,
-                // The runtime is gone (shutting down): answer here.
-                Err(mpsc::error::SendError(batch)) => batch,
-            },
-            Answers::Direct => batch,
-        };
-        for (reply, answer) in batch {
-            let _ = reply.send(answer);
+        match self {
+            Answers::Batched(tx, sink) => {
+                if let Err(mpsc::error::SendError(batch)) = tx.send(batch) {
+                    // The runtime is gone (shutting down): deliver here.
+                    deliver(sink, batch);
+                }
+            }
+            Answers::Direct(sink) => deliver(sink, batch),
         }
     }
+}
+
+fn deliver(sink: &Sink, batch: Vec<Answer>) {
+    for (_, _, event) in &batch {
+        if let Some(event) = event {
+            sink(event);
+        }
+    }
+    for (reply, answer, _) in batch {
+        let _ = reply.send(answer);
+    }
+}
+
+/// How often a store that failed to commit tries a write of its own to see whether it can again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The next message; while the store is unhealthy, waits at most until the next probe is due
+/// and probes (`None` when the time came without a message).
+fn next_message(
+    conn: &mut Connection,
+    rx: &mut mpsc::Receiver<Msg>,
+    healthy: &AtomicBool,
+) -> Option<Option<Msg>> {
+    if healthy.load(Ordering::Relaxed) {
+        return Some(rx.blocking_recv());
+    }
+    let due = Instant::now() + PROBE_EVERY;
+    while Instant::now() < due {
+        match rx.try_recv() {
+            Ok(msg) => return Some(Some(msg)),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Some(None),
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    match probe(conn) {
+        Ok(()) => {
+            healthy.store(true, Ordering::Relaxed);
+            tracing::info!("storage commits again");
+        }
+        Err(e) => tracing::debug!(error = %e, "storage probe failed"),
+    }
+    None
+}
+
+/// A write of one row in a transaction of its own: succeeds when a commit would.
+fn probe(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO health (id, probed_ms) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET probed_ms = excluded.probed_ms",
+        [std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)],
+    )?;
+    tx.commit()
 }
 
 fn writer(
@@ -388,13 +487,15 @@ fn writer(
     mut rx: mpsc::Receiver<Msg>,
     answers: Answers,
     on_commit: impl Fn(CommitStats),
+    healthy: &AtomicBool,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
-        match rx.blocking_recv() {
-            Some(Msg::Admit(job)) => batch.push(job),
-            Some(Msg::Shutdown) | None => stopping = true,
+        match next_message(&mut conn, &mut rx, healthy) {
+            Some(Some(Msg::Admit(job))) => batch.push(job),
+            Some(Some(Msg::Shutdown) | None) => stopping = true,
+            None => continue,
         }
         // Woken by the first delivery of a burst: let the request threads hand over the ones
         // behind it before committing, or on a busy core every commit would carry one event.
@@ -416,24 +517,32 @@ fn writer(
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(admissions) => {
+                if !healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("storage commits again");
+                }
                 on_commit(CommitStats {
                     batch: batch.len(),
+                    new: admissions.iter().filter(|a| **a == Admission::New).count(),
                     seconds,
                 });
                 answers.send(
                     batch
                         .drain(..)
                         .zip(admissions)
-                        .map(|((event, reply), admission)| (reply, Ok((admission, event))))
+                        .map(|((event, reply), admission)| {
+                            let new = (admission == Admission::New).then_some(event);
+                            (reply, Ok(admission), new)
+                        })
                         .collect(),
                 );
             }
             Err(e) => {
+                healthy.store(false, Ordering::Relaxed);
                 tracing::error!(error = %e, events = batch.len(), "storage commit failed; the deliveries get 503 and the sender retries");
                 answers.send(
                     batch
                         .drain(..)
-                        .map(|(_, reply)| (reply, Err(StoreError::Sqlite(clone_error(&e)))))
+                        .map(|(_, reply)| (reply, Err(StoreError::Sqlite(clone_error(&e))), None))
                         .collect(),
                 );
             }
@@ -599,6 +708,10 @@ impl KeyTable {
 mod tests {
     use super::*;
 
+    fn ignore() -> Sink {
+        std::sync::Arc::new(|_| {})
+    }
+
     fn close(chat: &str, wait: f64) -> StoredEvent {
         StoredEvent {
             kind: EventKind::ChatClose,
@@ -616,32 +729,31 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn durable_store_deduplicates_and_replays_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), SyncMode::Normal, |_| {}, |_| {}).unwrap();
+        let (store, _) = Store::open(dir.path(), SyncMode::Normal, ignore(), |_| {}).unwrap();
+        assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::New);
+        assert_eq!(store.admit(close("2", 3.0)).await.unwrap(), Admission::New);
         assert_eq!(
-            store.admit(close("1", 2.0)).await.unwrap().0,
-            Admission::New
-        );
-        assert_eq!(
-            store.admit(close("2", 3.0)).await.unwrap().0,
-            Admission::New
-        );
-        assert_eq!(
-            store.admit(close("1", 9.0)).await.unwrap().0,
+            store.admit(close("1", 9.0)).await.unwrap(),
             Admission::Duplicate
         );
         let mut start = close("1", 0.0);
         start.kind = EventKind::ChatStart;
         assert_eq!(
-            store.admit(start).await.unwrap().0,
+            store.admit(start).await.unwrap(),
             Admission::New,
             "another event type of the same chat is another event"
         );
         store.close().await;
         drop(store);
 
-        let mut seen = Vec::new();
-        let store =
-            Store::open(dir.path(), SyncMode::Full, |e| seen.push(e.clone()), |_| {}).unwrap();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = {
+            let seen = seen.clone();
+            std::sync::Arc::new(move |e: &StoredEvent| seen.lock().unwrap().push(e.clone()))
+        };
+        let (store, replayed) = Store::open(dir.path(), SyncMode::Full, sink, |_| {}).unwrap();
+        assert_eq!(replayed, 3);
+        let seen = seen.lock().unwrap().clone();
         let chats: Vec<_> = seen
             .iter()
             .map(|e| (e.kind, e.chat_id.as_str(), e.wait_seconds))
@@ -656,7 +768,7 @@ mod tests {
         );
         assert_eq!(seen[0].agent_role.as_deref(), Some("operator"));
         assert_eq!(
-            store.admit(close("2", 3.0)).await.unwrap().0,
+            store.admit(close("2", 3.0)).await.unwrap(),
             Admission::Duplicate,
             "de-duplication survives a restart"
         );
@@ -668,17 +780,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let c = commits.clone();
-        let store = std::sync::Arc::new(
-            Store::open(
-                dir.path(),
-                SyncMode::Normal,
-                |_| {},
-                move |_| {
-                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                },
-            )
-            .unwrap(),
-        );
+        let (store, _) = Store::open(dir.path(), SyncMode::Normal, ignore(), move |_| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .unwrap();
+        let store = std::sync::Arc::new(store);
         let tasks: Vec<_> = (0..2000)
             .map(|i| {
                 let store = store.clone();
@@ -692,7 +798,7 @@ mod tests {
             .collect();
         let mut new = 0;
         for t in tasks {
-            if t.await.unwrap().0 == Admission::New {
+            if t.await.unwrap() == Admission::New {
                 new += 1;
             }
         }
@@ -707,19 +813,13 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_deduplicates_within_its_window() {
-        let store = Store::in_memory(Duration::from_secs(3600));
+        let store = Store::in_memory(Duration::from_secs(3600), ignore());
+        assert_eq!(store.admit(close("1", 2.0)).await.unwrap(), Admission::New);
         assert_eq!(
-            store.admit(close("1", 2.0)).await.unwrap().0,
-            Admission::New
-        );
-        assert_eq!(
-            store.admit(close("1", 2.0)).await.unwrap().0,
+            store.admit(close("1", 2.0)).await.unwrap(),
             Admission::Duplicate
         );
-        assert_eq!(
-            store.admit(close("2", 2.0)).await.unwrap().0,
-            Admission::New
-        );
+        assert_eq!(store.admit(close("2", 2.0)).await.unwrap(), Admission::New);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route(&state.webhook_path, post(webhook))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
-        .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/-/ready", get(ready))
         .merge(guarded);
     // Only when the web config sets response headers: the layer costs every request a boxed call.
     if state
@@ -160,17 +160,18 @@ async fn webhook(State(state): State<Arc<AppState>>, request: Request) -> Respon
         return ok(IGNORED);
     };
     match state.store.admit(stored).await {
-        Ok((Admission::New, stored)) => {
-            metrics.apply(&stored);
+        // The store has handed a new event to the metrics already, on the commit side.
+        Ok(Admission::New) => {
             metrics.received(kind, Outcome::Observed);
             ok(OBSERVED)
         }
-        Ok((Admission::Duplicate, _)) => {
+        Ok(Admission::Duplicate) => {
             metrics.received(kind, Outcome::Duplicate);
             ok(DUPLICATE)
         }
         Err(e) => {
             // Not the client's fault and not acknowledged: the sender retries.
+            metrics.received(kind, Outcome::Error);
             tracing::error!(error = %e, event = kind.as_label(), "could not store a webhook");
             refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -273,6 +274,20 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         HeaderValue::from_static(expose::content_type(format)),
     );
     response
+}
+
+/// Ready while the store can commit: a store that cannot (a full disk) answers 503 here, so a
+/// load balancer or an orchestrator sends the deliveries elsewhere, and Ready again by itself.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.store.is_healthy() {
+        "Ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: the store cannot commit\n",
+        )
+            .into_response()
+    }
 }
 
 async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {

@@ -16,9 +16,14 @@ use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
 fn state() -> Arc<AppState> {
+    let metrics = Arc::new(Metrics::new(&Settings::default()).unwrap());
+    let sink = {
+        let metrics = metrics.clone();
+        Arc::new(move |e: &_| metrics.apply(e))
+    };
     Arc::new(AppState {
-        metrics: Arc::new(Metrics::new(&Settings::default()).unwrap()),
-        store: Arc::new(Store::in_memory(Duration::from_secs(3600))),
+        metrics,
+        store: Arc::new(Store::in_memory(Duration::from_secs(3600), sink)),
         auth: SenderAuth::new(None, None),
         web_config: None,
         max_body_bytes: 64 * 1024,

@@ -11,6 +11,8 @@
 //! Encoding never fails: a family without samples, of a type a format cannot express, or a
 //! sample without the value its type needs is left out rather than failing the whole scrape.
 
+pub mod process;
+
 use std::io::Write as _;
 
 use flate2::{Compression, write::GzEncoder};
@@ -18,7 +20,7 @@ use flate2::{Compression, write::GzEncoder};
 use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as dto;
 use prost::Message as _;
 
-use crate::histogram::{ChatHistogram, EXEMPLAR_LABEL, Exemplar, unix_parts};
+use crate::record::histogram::{ChatHistogram, EXEMPLAR_LABEL, Exemplar, unix_parts};
 
 /// An exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -866,7 +868,7 @@ impl DigitBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::histogram::{ChatHistogram, Exemplar, HistogramLayout, NativeLayout};
+    use crate::record::histogram::{ChatHistogram, Exemplar, HistogramLayout, NativeLayout};
     use prometheus_client::encoding::prometheus_protobuf;
     use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info};
     use prometheus_client::registry::Registry;

@@ -255,7 +255,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webconfig::WebConfig;
+    use crate::http::webconfig::WebConfig;
     use axum::routing::get;
     use std::path::{Path, PathBuf};
     use std::pin::Pin;

@@ -1,5 +1,8 @@
 //! HTTP: the webhook receiver, `/metrics`, the landing page and the health endpoints.
 
+pub mod serve;
+pub mod webconfig;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,12 +15,12 @@ use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
-use crate::auth::SenderAuth;
+use crate::admit::auth::SenderAuth;
+use crate::admit::{Admission, Store, StoredEvent};
 use crate::decode::{self, Event, EventKind};
 use crate::expose;
+use crate::http::webconfig::{BasicAuthOutcome, WebConfig};
 use crate::record::{Metrics, Outcome, Reason};
-use crate::store::{Admission, Store, StoredEvent};
-use crate::webconfig::{BasicAuthOutcome, WebConfig};
 
 /// Everything a request needs.
 #[derive(Debug)]

@@ -9,6 +9,8 @@
 //! The memory-only store remembers keys for a window or a number of deliveries (two generations
 //! of fixed-size key tables) and nothing survives a restart.
 
+pub mod auth;
+
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1291,11 +1291,11 @@ mod tests {
     use proptest::prelude::*;
 
     const VERBATIM_CLOSE: &str =
-        include_str!("../tests/fixtures/chat-close-doc-example-verbatim.json");
+        include_str!("../../tests/fixtures/chat-close-doc-example-verbatim.json");
     const VERBATIM_MESSAGE: &str =
-        include_str!("../tests/fixtures/chat-message-doc-example-verbatim.json");
+        include_str!("../../tests/fixtures/chat-message-doc-example-verbatim.json");
     const ESCAPED_CLOSE: &str =
-        include_str!("../tests/fixtures/chat-close-users-as-json-string.json");
+        include_str!("../../tests/fixtures/chat-close-users-as-json-string.json");
 
     #[test]
     fn content_type_table() {

@@ -20,10 +20,10 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::admit::StoredEvent;
 use crate::config::Settings;
 use crate::record::{Clock, Labeler, Value};
 use crate::staffing::{self, Target, Window};
-use crate::store::StoredEvent;
 
 /// Most chats held waiting at once; starts past it are dropped (and logged), so a flood of
 /// starts cannot grow memory without bound.

@@ -4,6 +4,9 @@
 //! The same [`Metrics::apply`] runs for a live event and for a stored one replayed at start, so
 //! the histograms after a restart are the ones before it.
 
+pub mod histogram;
+pub mod queue;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,14 +20,14 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::admit::{CommitStats, StoredEvent};
 use crate::config::Settings;
 use crate::decode::EventKind;
 use crate::expose::{self, BucketLabels, Format, HistogramText, Output};
-use crate::histogram::{
+use crate::record::histogram::{
     ChatHistogram, ChatId, Exemplar, HistogramLayout, NativeLayout, ProtobufScratch,
 };
-use crate::queue::Live;
-use crate::store::{CommitStats, StoredEvent};
+use crate::record::queue::Live;
 
 /// The label value of an empty department or a chat no agent took.
 pub const NONE: &str = "none";
@@ -637,7 +640,7 @@ impl Metrics {
     /// Add the standard `process_*` metrics of this process to the registry.
     pub fn register_process_metrics(&mut self) {
         self.registry
-            .register_collector(Box::new(crate::process::ProcessCollector));
+            .register_collector(Box::new(crate::expose::process::ProcessCollector));
     }
 
     /// Count one delivery.

@@ -1,6 +1,6 @@
 //! Encoding `/metrics` at 10, 1,000 and 10,000 chat series: each format into one buffer
-//! (`Metrics::encode`), and the gzipped OpenMetrics and protobuf bodies as the handler writes
-//! them (`Metrics::write` into `Output::gzip()`: compressed chunk by chunk as encoded).
+//! (`Exposition::encode`), and the gzipped OpenMetrics and protobuf bodies as the handler writes
+//! them (`Exposition::write` into `Output::gzip()`: compressed chunk by chunk as encoded).
 
 mod common;
 

@@ -7,18 +7,14 @@ use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
 use acquire_exporter::config::Settings;
-use acquire_exporter::histogram::{ChatHistogram, Exemplar, HistogramLayout, NativeLayout};
+use acquire_exporter::record::histogram::{ChatHistogram, Exemplar};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 fn recording(c: &mut Criterion) {
     let mut group = c.benchmark_group("record");
 
     // One observation into one histogram series: classic and native buckets and the exemplar.
-    let settings = Settings::default();
-    let native = settings
-        .native
-        .map(|(factor, max)| NativeLayout::new(factor, max).expect("native layout"));
-    let layout = HistogramLayout::new(&settings.wait_buckets, native).expect("layout");
+    let layout = Settings::default().wait_layout;
     let mut histogram = ChatHistogram::new(&layout);
     let mut i = 0u64;
     group.bench_function("histogram_observe", |b| {
@@ -35,13 +31,14 @@ fn recording(c: &mut Criterion) {
     });
 
     // One close event through `Metrics::apply`, with 1,000 series already present.
-    let metrics = common::populated(1_000, 1);
+    let exposition = common::populated(1_000, 1);
+    let metrics = exposition.metrics();
     let mut n = 1_000u64;
     group.bench_function("apply_close_1000_series", |b| {
         b.iter_batched(
             || {
                 n += 1;
-                common::close_event(n, 1_000)
+                common::admitted_close(n, 1_000)
             },
             |event| metrics.apply(black_box(&event)),
             BatchSize::SmallInput,

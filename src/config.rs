@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use crate::layout::{HistogramLayout, LayoutError, NativeLayout};
 use crate::staffing::Target;
 
 /// Default wait-time buckets, in seconds: a few seconds to 30 minutes, with the usual
@@ -23,37 +24,6 @@ pub const DEFAULT_DURATION_BUCKETS: &[f64] = &[
     30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0,
     7200.0, 10800.0, 14400.0,
 ];
-
-/// The command line.
-#[derive(Parser, Debug)]
-#[command(
-    name = "acquire-exporter",
-    version,
-    about = "Prometheus exporter for Acquire chat webhooks: wait and duration histograms by department and agent role",
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    /// A subcommand; without one the exporter runs.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Flags of the exporter itself.
-    #[command(flatten)]
-    pub run: RunArgs,
-}
-
-/// Subcommands besides running the exporter.
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Answer the staffing question offline: agents needed for an arrival rate, a handle time
-    /// and a service-level target (Erlang C).
-    Plan(crate::plan::PlanArgs),
-    /// Exit 0 when the exporter at URL answers its health check (for container health checks).
-    Healthcheck {
-        /// The health endpoint to ask.
-        #[arg(long, default_value = "http://127.0.0.1:9867/-/healthy")]
-        url: String,
-    },
-}
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -349,12 +319,10 @@ impl Default for StaffingConfig {
 pub struct Settings {
     /// Department id to label name.
     pub departments: BTreeMap<String, String>,
-    /// Wait-time bucket bounds.
-    pub wait_buckets: Vec<f64>,
-    /// Duration bucket bounds.
-    pub duration_buckets: Vec<f64>,
-    /// Native histogram factor and cap, when enabled.
-    pub native: Option<(f64, usize)>,
+    /// The layout of the wait-time histograms (classic bounds, native buckets if enabled).
+    pub wait_layout: HistogramLayout,
+    /// The layout of the duration histograms.
+    pub duration_layout: HistogramLayout,
     /// Cap on department values.
     pub max_departments: usize,
     /// Cap on agent-role values.
@@ -430,31 +398,23 @@ impl Settings {
     }
 
     fn from_file(file: FileConfig) -> Result<Self, (&'static str, String)> {
-        let wait_buckets = check_buckets(
-            "buckets.wait_time",
-            file.buckets
-                .wait_time
-                .unwrap_or_else(|| DEFAULT_WAIT_BUCKETS.to_vec()),
-        )?;
-        let duration_buckets = check_buckets(
-            "buckets.duration",
-            file.buckets
-                .duration
-                .unwrap_or_else(|| DEFAULT_DURATION_BUCKETS.to_vec()),
-        )?;
+        let wait_bounds = file.buckets.wait_time.as_deref();
+        let wait_bounds = wait_bounds.unwrap_or(DEFAULT_WAIT_BUCKETS);
+        HistogramLayout::seconds(wait_bounds, None)
+            .map_err(|e| layout_problem("buckets.wait_time", e))?;
+        let duration_bounds = file.buckets.duration.as_deref();
+        let duration_bounds = duration_bounds.unwrap_or(DEFAULT_DURATION_BUCKETS);
+        HistogramLayout::seconds(duration_bounds, None)
+            .map_err(|e| layout_problem("buckets.duration", e))?;
         let n = &file.native_histograms;
-        if !(n.bucket_factor.is_finite() && n.bucket_factor > 1.0 && n.bucket_factor <= 65536.0) {
-            return Err((
-                "native_histograms.bucket_factor",
-                format!("{} is not a factor above 1", n.bucket_factor),
-            ));
-        }
-        if n.max_buckets < 2 {
-            return Err((
-                "native_histograms.max_buckets",
-                format!("{} is too few (at least 2)", n.max_buckets),
-            ));
-        }
+        // Checked even when native histograms are off.
+        let native = NativeLayout::seconds(n.bucket_factor, n.max_buckets)
+            .map_err(|e| layout_problem("native_histograms", e))?;
+        let native = n.enabled.then_some(native);
+        let wait_layout = HistogramLayout::seconds(wait_bounds, native)
+            .map_err(|e| layout_problem("buckets.wait_time", e))?;
+        let duration_layout = HistogramLayout::seconds(duration_bounds, native)
+            .map_err(|e| layout_problem("buckets.duration", e))?;
         if file.limits.max_departments == 0 {
             return Err(("limits.max_departments", "must be at least 1".to_owned()));
         }
@@ -498,9 +458,8 @@ impl Settings {
         }
         Ok(Settings {
             departments: file.departments,
-            wait_buckets,
-            duration_buckets,
-            native: n.enabled.then_some((n.bucket_factor, n.max_buckets)),
+            wait_layout,
+            duration_layout,
             max_departments: file.limits.max_departments,
             max_agent_roles: file.limits.max_agent_roles,
             exemplars: file.exemplars.enabled,
@@ -512,27 +471,32 @@ impl Settings {
     }
 }
 
-fn check_buckets(
-    field: &'static str,
-    mut bounds: Vec<f64>,
-) -> Result<Vec<f64>, (&'static str, String)> {
-    if bounds.is_empty() {
-        return Err((field, "needs at least one bucket bound".to_owned()));
+/// The field and the message of a layout the file gives: the rules are the layout's own
+/// ([`HistogramLayout::seconds`], [`NativeLayout::seconds`]), the words the file's.
+fn layout_problem(bounds_field: &'static str, e: LayoutError) -> (&'static str, String) {
+    match e {
+        LayoutError::NoBounds
+        | LayoutError::TooManyBounds(_)
+        | LayoutError::BoundNotPositive(_)
+        | LayoutError::BoundNotFinite(_) => (bounds_field, e.to_string()),
+        LayoutError::BoundsNotIncreasing { .. } => (
+            bounds_field,
+            "bounds must be strictly increasing".to_owned(),
+        ),
+        LayoutError::BucketFactor(f) | LayoutError::BucketFactorTooLarge(f) => (
+            "native_histograms.bucket_factor",
+            format!("{f} is not a factor above 1"),
+        ),
+        LayoutError::ZeroMaxBuckets => (
+            "native_histograms.max_buckets",
+            "0 is too few (at least 2)".to_owned(),
+        ),
+        LayoutError::TooFewBuckets(n) => (
+            "native_histograms.max_buckets",
+            format!("{n} is too few (at least 2)"),
+        ),
+        LayoutError::ZeroThreshold(_) => ("native_histograms", e.to_string()),
     }
-    if bounds.len() > 100 {
-        return Err((field, format!("{} bounds is more than 100", bounds.len())));
-    }
-    if let Some(b) = bounds.iter().find(|b| !b.is_finite() || **b <= 0.0) {
-        return Err((
-            field,
-            format!("{b} is not a positive number of seconds (+Inf is implicit)"),
-        ));
-    }
-    if bounds.windows(2).any(|w| w[0] >= w[1]) {
-        return Err((field, "bounds must be strictly increasing".to_owned()));
-    }
-    bounds.shrink_to_fit();
-    Ok(bounds)
 }
 
 /// Parse a Prometheus-style duration such as `30s`, `5m`, `1h30m`, `7d`, `250ms`.
@@ -585,6 +549,8 @@ mod duration_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::Cli;
+    use clap::Parser;
 
     #[test]
     fn durations() {
@@ -610,11 +576,11 @@ mod tests {
     fn embedded_defaults_hold_the_service_level_thresholds() {
         let s = Settings::default();
         for t in [15.0, 20.0, 30.0, 60.0, 120.0, 300.0] {
-            assert!(s.wait_buckets.contains(&t), "{t}");
+            assert!(s.wait_layout.bounds().contains(&t), "{t}");
         }
-        assert_eq!(s.wait_buckets.last(), Some(&1800.0));
-        assert_eq!(s.duration_buckets.first(), Some(&30.0));
-        assert_eq!(s.duration_buckets.last(), Some(&14400.0));
+        assert_eq!(s.wait_layout.bounds().last(), Some(&1800.0));
+        assert_eq!(s.duration_layout.bounds().first(), Some(&30.0));
+        assert_eq!(s.duration_layout.bounds().last(), Some(&14400.0));
     }
 
     fn load_text(text: &str) -> Result<Settings, ConfigError> {
@@ -693,8 +659,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.departments.get("12").map(String::as_str), Some("Sales"));
-        assert_eq!(s.wait_buckets, vec![10.0, 60.0]);
-        assert_eq!(s.duration_buckets, DEFAULT_DURATION_BUCKETS);
+        assert_eq!(s.wait_layout.bounds(), [10.0, 60.0]);
+        assert_eq!(s.duration_layout.bounds(), DEFAULT_DURATION_BUCKETS);
         assert_eq!(s.max_departments, 3);
         assert_eq!(s.staffing_targets.len(), 2);
         assert_eq!(s.staffing_window, Duration::from_secs(1800));

@@ -10,8 +10,10 @@
 pub mod admit;
 pub mod config;
 pub mod decode;
+pub mod event;
 pub mod expose;
 pub mod http;
+pub mod layout;
 pub mod plan;
 pub mod record;
 pub mod run;

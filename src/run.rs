@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::admit::Store;
 use crate::admit::auth::{self, Secret, SenderAuth};
-use crate::config::{self, Cli, Command, LogFormat, RunArgs, Settings};
+use crate::config::{self, LogFormat, RunArgs, Settings};
+use crate::expose::Exposition;
 use crate::http::webconfig::WebConfig;
 use crate::http::{AppState, app};
 use crate::record::Metrics;
@@ -31,9 +32,6 @@ pub enum StartError {
     /// The store.
     #[error(transparent)]
     Store(#[from] crate::admit::StoreError),
-    /// The histogram layout.
-    #[error(transparent)]
-    Layout(#[from] crate::record::LayoutError),
     /// The log level.
     #[error("--log.level: {0}")]
     LogLevel(String),
@@ -52,6 +50,37 @@ pub enum StartError {
         flag: &'static str,
         /// What is wrong.
         problem: String,
+    },
+}
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "acquire-exporter",
+    version,
+    about = "Prometheus exporter for Acquire chat webhooks: wait and duration histograms by department and agent role",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A subcommand; without one the exporter runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of the exporter itself.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands besides running the exporter.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Answer the staffing question offline: agents needed for an arrival rate, a handle time
+    /// and a service-level target (Erlang C).
+    Plan(crate::plan::PlanArgs),
+    /// Exit 0 when the exporter at URL answers its health check (for container health checks).
+    Healthcheck {
+        /// The health endpoint to ask.
+        #[arg(long, default_value = "http://127.0.0.1:9867/-/healthy")]
+        url: String,
     },
 }
 
@@ -151,8 +180,6 @@ fn prepare(args: &RunArgs) -> Result<Prepared, StartError> {
     if let Some(web) = &web_config {
         web.tls_acceptor()?;
     }
-    // Building the metrics checks the histogram layout.
-    Metrics::new(&settings)?;
     Ok(Prepared {
         settings,
         auth,
@@ -185,9 +212,8 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         auth,
         web_config,
     } = prepared;
-    let mut metrics = Metrics::new(&settings)?;
-    metrics.register_process_metrics();
-    let metrics = Arc::new(metrics);
+    let metrics = Arc::new(Metrics::new(&settings));
+    let exposition = Arc::new(Exposition::new(metrics.clone()).with_process_metrics());
     let started = Instant::now();
     let sink: crate::admit::Sink = {
         let metrics = metrics.clone();
@@ -256,6 +282,7 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
     };
     let state = Arc::new(AppState {
         metrics,
+        exposition,
         store: store.clone(),
         auth,
         web_config,

@@ -10,17 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use acquire_exporter::config::Settings;
-use acquire_exporter::decode::EventKind;
-use acquire_exporter::expose::Format;
+use acquire_exporter::event::{Admitted, ChatEvent, ChatKind};
+use acquire_exporter::expose::{Exposition, Format};
 use acquire_exporter::record::{Clock, Metrics};
-use acquire_exporter::store::StoredEvent;
 
 /// 2023-11-14 22:13:20 UTC, the scenario's start.
 const T0: f64 = 1_700_000_000.0;
 
-fn start(chat: &str, at: f64, department: &str) -> StoredEvent {
-    StoredEvent {
-        kind: EventKind::ChatStart,
+fn start(chat: &str, at: f64, department: &str) -> ChatEvent {
+    ChatEvent {
+        kind: ChatKind::Start,
         account_id: "10111".into(),
         chat_id: chat.into(),
         received_ms: (at * 1000.0) as i64,
@@ -32,9 +31,9 @@ fn start(chat: &str, at: f64, department: &str) -> StoredEvent {
     }
 }
 
-fn accept(chat: &str, at: f64, agent: &str) -> StoredEvent {
-    StoredEvent {
-        kind: EventKind::ChatAccept,
+fn accept(chat: &str, at: f64, agent: &str) -> ChatEvent {
+    ChatEvent {
+        kind: ChatKind::Accept,
         agent_id: Some(agent.into()),
         ..start(chat, at, "")
     }
@@ -48,9 +47,9 @@ fn close(
     agent: Option<(&str, &str)>,
     wait: Option<f64>,
     duration: Option<f64>,
-) -> StoredEvent {
-    StoredEvent {
-        kind: EventKind::ChatClose,
+) -> ChatEvent {
+    ChatEvent {
+        kind: ChatKind::Close,
         agent_role: agent.map(|(role, _)| role.to_owned()),
         agent_id: agent.map(|(_, id)| id.to_owned()),
         wait_seconds: wait,
@@ -62,7 +61,7 @@ fn close(
 /// A scenario that reaches every family: names with characters to escape, a role past its cap,
 /// unanswered chats, an instant answer, values past the last bound, a queue with accepted,
 /// closed, still-waiting and expired chats, and a staffing window with agents.
-fn scenario() -> (Metrics, Arc<AtomicU64>) {
+fn scenario() -> (Exposition, Arc<AtomicU64>) {
     let mut settings = Settings::default();
     settings
         .departments
@@ -75,7 +74,7 @@ fn scenario() -> (Metrics, Arc<AtomicU64>) {
         let now = now.clone();
         Clock::new(move || f64::from_bits(now.load(Ordering::Relaxed)))
     };
-    let metrics = Metrics::with_clock(&settings, clock).unwrap();
+    let metrics = Metrics::with_clock(&settings, clock);
     let mut events = Vec::new();
     let roles = ["operator", "administrator", "supervisor", "trainee"];
     for i in 0..40u32 {
@@ -119,13 +118,16 @@ fn scenario() -> (Metrics, Arc<AtomicU64>) {
         Some(0.5),
     ));
     events.sort_by_key(|e| e.received_ms);
-    for e in &events {
+    for (i, e) in events.into_iter().enumerate() {
         now.store((e.received_ms as f64 / 1000.0).to_bits(), Ordering::Relaxed);
-        metrics.apply(e);
+        metrics.apply(&Admitted {
+            seq: i as u64 + 1,
+            event: e,
+        });
     }
     now.store((T0 + 1500.0).to_bits(), Ordering::Relaxed);
     metrics.expire();
-    (metrics, now)
+    (Exposition::new(Arc::new(metrics)), now)
 }
 
 fn golden(name: &str) -> PathBuf {

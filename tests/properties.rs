@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use acquire_exporter::auth::SenderAuth;
 use acquire_exporter::config::Settings;
+use acquire_exporter::expose::Exposition;
 use acquire_exporter::record::Metrics;
 use acquire_exporter::store::Store;
 use acquire_exporter::{AppState, app};
@@ -16,12 +17,13 @@ use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
 fn state() -> Arc<AppState> {
-    let metrics = Arc::new(Metrics::new(&Settings::default()).unwrap());
+    let metrics = Arc::new(Metrics::new(&Settings::default()));
     let sink = {
         let metrics = metrics.clone();
         Arc::new(move |e: &_| metrics.apply(e))
     };
     Arc::new(AppState {
+        exposition: Arc::new(Exposition::new(metrics.clone())),
         metrics,
         store: Arc::new(Store::in_memory(Duration::from_secs(3600), sink)),
         auth: SenderAuth::new(None, None),

@@ -3,10 +3,12 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use acquire_exporter::config::Settings;
-use acquire_exporter::decode::EventKind;
+use acquire_exporter::event::{Admitted, ChatEvent, ChatKind};
+use acquire_exporter::expose::Exposition;
 use acquire_exporter::record::Metrics;
-use acquire_exporter::store::StoredEvent;
 
 /// Agent roles used to spread events over series.
 pub const ROLES: [&str; 5] = [
@@ -70,11 +72,11 @@ pub fn settings_for(series: usize) -> Settings {
 }
 
 /// Close event number `i`, spread over `series` (department, role) pairs.
-pub fn close_event(i: u64, series: u64) -> StoredEvent {
+pub fn close_event(i: u64, series: u64) -> ChatEvent {
     let departments = series.div_ceil(ROLES.len() as u64).max(1);
     let slot = i % series.max(1);
-    StoredEvent {
-        kind: EventKind::ChatClose,
+    ChatEvent {
+        kind: ChatKind::Close,
         account_id: "10111".into(),
         chat_id: format!("chat-{i}"),
         received_ms: 1_700_000_000_000 + i as i64,
@@ -86,11 +88,19 @@ pub fn close_event(i: u64, series: u64) -> StoredEvent {
     }
 }
 
-/// Metrics with `series` chat series, each observed `per_series` times.
-pub fn populated(series: u64, per_series: u64) -> Metrics {
-    let metrics = Metrics::new(&settings_for(series as usize)).expect("default layout");
-    for i in 0..series * per_series {
-        metrics.apply(&close_event(i, series));
+/// Close event number `i` as the store admits it, with sequence number `i + 1`.
+pub fn admitted_close(i: u64, series: u64) -> Admitted {
+    Admitted {
+        seq: i + 1,
+        event: close_event(i, series),
     }
-    metrics
+}
+
+/// The exposition of metrics with `series` chat series, each observed `per_series` times.
+pub fn populated(series: u64, per_series: u64) -> Exposition {
+    let metrics = Metrics::new(&settings_for(series as usize));
+    for i in 0..series * per_series {
+        metrics.apply(&admitted_close(i, series));
+    }
+    Exposition::new(Arc::new(metrics))
 }

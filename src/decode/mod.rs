@@ -40,6 +40,9 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::event::Reason;
+pub use crate::event::{ChatAccepted, ChatClosed, ChatStarted, Event, EventKind};
+
 /// The longest wait or duration accepted: 30 days, in seconds.
 pub const MAX_SECONDS: f64 = 2_592_000.0;
 
@@ -56,122 +59,7 @@ const MAX_RECOVERY_FAILURES: usize = 16;
 /// This module's result type.
 pub type Result<T, E = DecodeError> = std::result::Result<T, E>;
 
-/// The vendor's event types, as a closed set usable as a label value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventKind {
-    /// `CHAT_ON_START`
-    ChatStart,
-    /// `CHAT_ON_ACCEPT`
-    ChatAccept,
-    /// `CHAT_ON_MESSAGE`
-    ChatMessage,
-    /// `CHAT_ON_CLOSE`
-    ChatClose,
-    /// Any other `event` value.
-    Unknown,
-}
-
-/// One decoded webhook.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// `CHAT_ON_START`: a visitor asked for a chat.
-    Started(ChatStarted),
-    /// `CHAT_ON_ACCEPT`: an agent took the chat.
-    Accepted(ChatAccepted),
-    /// `CHAT_ON_CLOSE`: the chat ended.
-    Closed(ChatClosed),
-    /// `CHAT_ON_MESSAGE` or an unknown event: counted, never observed.
-    Other(EventKind),
-}
-
-/// A `CHAT_ON_START` event.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChatStarted {
-    /// Chat id (`id`, or `" id"` as the vendor's example prints it).
-    pub chat_id: String,
-    /// Account id, `""` when absent.
-    pub account_id: String,
-    /// Department id, `""` when the chat has none.
-    pub department_id: String,
-}
-
-/// A `CHAT_ON_ACCEPT` event.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChatAccepted {
-    /// Chat id.
-    pub chat_id: String,
-    /// Account id, `""` when absent.
-    pub account_id: String,
-    /// The accepting agent's id (`user.id`, such as `agent-12345`), when sent.
-    pub agent_id: Option<String>,
-}
-
-/// A `CHAT_ON_CLOSE` event, reduced to what the metrics need (no names, e-mails or phones).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChatClosed {
-    /// Chat id.
-    pub chat_id: String,
-    /// Account id, `""` when absent.
-    pub account_id: String,
-    /// Department id, `""` when the chat had no department.
-    pub department_id: String,
-    /// `users.agent.role`, trimmed and lower-cased; `None` when no agent took the chat.
-    pub agent_role: Option<String>,
-    /// The agent who closed the chat (`by`, such as `agent-15111`), when it names an agent.
-    pub agent_id: Option<String>,
-    /// Seconds the visitor waited; `None` when the vendor sent no value.
-    pub wait_seconds: Option<f64>,
-    /// Seconds the chat lasted; `None` when the vendor sent no value.
-    pub duration_seconds: Option<f64>,
-}
-
-impl EventKind {
-    /// The value of the `event` label: `chat_start`, `chat_accept`, `chat_message`, `chat_close`
-    /// or `unknown`.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Self::ChatStart => "chat_start",
-            Self::ChatAccept => "chat_accept",
-            Self::ChatMessage => "chat_message",
-            Self::ChatClose => "chat_close",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    /// The kind named by an `event` value such as `CHAT_ON_CLOSE` (trimmed, any letter case).
-    pub fn from_wire(s: &str) -> Self {
-        let s = s.trim();
-        [
-            ("CHAT_ON_START", Self::ChatStart),
-            ("CHAT_ON_ACCEPT", Self::ChatAccept),
-            ("CHAT_ON_MESSAGE", Self::ChatMessage),
-            ("CHAT_ON_CLOSE", Self::ChatClose),
-        ]
-        .into_iter()
-        .find(|(wire, _)| wire.eq_ignore_ascii_case(s))
-        .map_or(Self::Unknown, |(_, kind)| kind)
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_label())
-    }
-}
-
-impl Event {
-    /// The vendor's event type this event came as.
-    pub fn kind(&self) -> EventKind {
-        match self {
-            Self::Started(_) => EventKind::ChatStart,
-            Self::Accepted(_) => EventKind::ChatAccept,
-            Self::Closed(_) => EventKind::ChatClose,
-            Self::Other(kind) => *kind,
-        }
-    }
-}
-
-/// What was wrong with a body; every variant maps to a 4xx and a rejection reason label.
+/// What was wrong with a body; every variant has its rejection [`Reason`].
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DecodeError {
     /// The `Content-Type` names a format other than JSON or a form (415).
@@ -214,22 +102,13 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// Label value for `acquire_webhook_rejections_total{reason}`: `malformed_body`,
-    /// `missing_field`, `invalid_field` or `unsupported_media_type`.
-    pub fn reason(&self) -> &'static str {
+    /// Why the body is refused, the `reason` of `acquire_webhook_rejections_total`.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
-            Self::MalformedBody { .. } => "malformed_body",
-            Self::MissingField { .. } => "missing_field",
-            Self::InvalidField { .. } => "invalid_field",
-        }
-    }
-
-    /// The HTTP status to answer with: 415 for the media type, else 400.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::UnsupportedMediaType { .. } => 415,
-            _ => 400,
+            Self::UnsupportedMediaType { .. } => Reason::UnsupportedMediaType,
+            Self::MalformedBody { .. } => Reason::MalformedBody,
+            Self::MissingField { .. } => Reason::MissingField,
+            Self::InvalidField { .. } => Reason::InvalidField,
         }
     }
 
@@ -1489,7 +1368,7 @@ mod tests {
         ));
         assert_eq!(
             decode(None, beyond.as_bytes()).map_err(|e| e.reason()),
-            Err("malformed_body")
+            Err(Reason::MalformedBody)
         );
     }
 
@@ -1573,16 +1452,15 @@ mod tests {
         assert_eq!(decode(None, VERBATIM_CLOSE.as_bytes()), escaped);
     }
 
-    /// Every error is a 4xx with a known reason and a short, non-empty message.
+    /// Every error has a decoder's reason and a short, non-empty message.
     fn assert_well_formed(result: &Result<Event>) {
         if let Err(e) = result {
-            assert!(matches!(e.status(), 400 | 415));
             assert!(
                 [
-                    "malformed_body",
-                    "missing_field",
-                    "invalid_field",
-                    "unsupported_media_type"
+                    Reason::MalformedBody,
+                    Reason::MissingField,
+                    Reason::InvalidField,
+                    Reason::UnsupportedMediaType,
                 ]
                 .contains(&e.reason())
             );

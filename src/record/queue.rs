@@ -12,18 +12,15 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
-use crate::admit::StoredEvent;
 use crate::config::Settings;
+use crate::event::ChatEvent;
+use crate::record::window::Window;
 use crate::record::{Clock, Labeler, Value};
-use crate::staffing::{self, Target, Window};
+use crate::staffing::Target;
 
 /// Most chats held waiting at once; starts past it are dropped (and logged), so a flood of
 /// starts cannot grow memory without bound.
@@ -38,11 +35,12 @@ const WINDOW_SLOTS: u32 = 60;
 /// The vendor's start and accept examples carry no account id, so chats are matched by id alone:
 /// one exporter serves one Acquire account.
 type ChatKey = Box<str>;
-type DepartmentLabel = [(&'static str, Value); 1];
+/// The label set of a per-department series.
+pub type DepartmentLabel = [(&'static str, Value); 1];
 
 /// Makes the accept-time histogram of a new department with the wait-time buckets.
 #[derive(Clone, Debug)]
-struct Buckets(Arc<[f64]>);
+pub struct Buckets(Arc<[f64]>);
 
 impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
@@ -80,7 +78,7 @@ struct State {
     dropped_starts: u64,
 }
 
-/// Live queue and staffing state; a collector of its own gauges.
+/// Live queue and staffing state.
 #[derive(Debug)]
 pub struct Live {
     state: Mutex<State>,
@@ -97,31 +95,16 @@ pub struct Live {
     clock: Clock,
 }
 
-fn key(e: &StoredEvent) -> ChatKey {
+fn key(e: &ChatEvent) -> ChatKey {
     e.chat_id.as_str().into()
 }
 
 impl Live {
-    /// Empty state; registers the accept-time histogram and the expiry counter in `registry`.
-    pub fn new(
-        settings: &Settings,
-        labeler: Arc<Labeler>,
-        registry: &mut Registry,
-        clock: Clock,
-    ) -> Self {
+    /// Empty state, on `clock`.
+    pub fn new(settings: &Settings, labeler: Arc<Labeler>, clock: Clock) -> Self {
         let accept_time =
-            Family::new_with_constructor(Buckets(settings.wait_buckets.clone().into()));
-        registry.register(
-            "acquire_chat_accept_time_seconds",
-            "Time from a chat's start to its accept by an agent",
-            accept_time.clone(),
-        );
+            Family::new_with_constructor(Buckets(settings.wait_layout.bounds().into()));
         let expired = Family::<DepartmentLabel, Counter>::default();
-        registry.register(
-            "acquire_chats_expired",
-            "Waiting chats dropped from the queue after the expiry time without an accept or a close",
-            expired.clone(),
-        );
         Live {
             state: Mutex::new(State::default()),
             labeler,
@@ -136,12 +119,32 @@ impl Live {
         }
     }
 
+    /// Time from a chat's start to its accept, per department.
+    pub fn accept_time(&self) -> &Family<DepartmentLabel, Histogram, Buckets> {
+        &self.accept_time
+    }
+
+    /// Waiting chats dropped after the expiry time, per department.
+    pub fn expired(&self) -> &Family<DepartmentLabel, Counter> {
+        &self.expired
+    }
+
+    /// The service-level targets of the staffing estimate.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Chats one agent handles at once.
+    pub fn concurrency(&self) -> f64 {
+        self.concurrency
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A chat started at `at` (seconds since the epoch).
-    pub fn started(&self, e: &StoredEvent, at: f64) {
+    pub fn started(&self, e: &ChatEvent, at: f64) {
         let department = self.labeler.department(&e.department_id);
         let mut s = self.lock();
         s.starts_seen = true;
@@ -173,7 +176,7 @@ impl Live {
     }
 
     /// An agent accepted a chat at `at`.
-    pub fn accepted(&self, e: &StoredEvent, at: f64) {
+    pub fn accepted(&self, e: &ChatEvent, at: f64) {
         let mut s = self.lock();
         let k = key(e);
         if let Some(w) = s.waiting.remove(&k) {
@@ -188,7 +191,7 @@ impl Live {
     }
 
     /// A chat closed at `at`; `department` is its label value.
-    pub fn closed(&self, e: &StoredEvent, department: &Value, at: f64) {
+    pub fn closed(&self, e: &ChatEvent, department: &Value, at: f64) {
         let mut s = self.lock();
         let k = key(e);
         s.waiting.remove(&k);
@@ -272,13 +275,25 @@ impl State {
     }
 }
 
-struct Snapshot {
-    waiting: Vec<(Value, u64, f64)>,
-    staffing: Vec<(Value, f64, Option<f64>, u64)>,
+/// The queue and the staffing window as a scrape shows them, department by department in
+/// label order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// (department, chats waiting, seconds the oldest has waited).
+    pub waiting: Vec<(Value, u64, f64)>,
+    /// (department, arrivals per second, mean handle time if any chat was handled, agents
+    /// seen) over the staffing window.
+    pub staffing: Vec<(Value, f64, Option<f64>, u64)>,
 }
 
 impl Live {
-    fn snapshot(&self, now: f64) -> Snapshot {
+    /// The queue and the staffing window now, by the clock.
+    pub fn snapshot_now(&self) -> Snapshot {
+        self.snapshot(self.clock.now())
+    }
+
+    /// The queue and the staffing window at `now` (seconds since the epoch).
+    pub fn snapshot(&self, now: f64) -> Snapshot {
         let s = self.lock();
         let mut waiting: HashMap<&Value, (u64, f64)> =
             s.departments.iter().map(|d| (d, (0, 0.0))).collect();
@@ -307,136 +322,59 @@ impl Live {
     }
 }
 
-impl Collector for Live {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snap = self.snapshot(self.clock.now());
-        {
-            let mut m = encoder.encode_descriptor(
-                "acquire_chats_waiting",
-                "Chats started and not yet accepted or closed.",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (d, n, _) in &snap.waiting {
-                m.encode_family(&[("department", d.clone())])?
-                    .encode_gauge(&(*n as i64))?;
-            }
-        }
-        {
-            let mut m = encoder.encode_descriptor(
-                "acquire_chat_oldest_wait_seconds",
-                "Age of the oldest chat waiting now (0 when none waits).",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (d, _, oldest) in &snap.waiting {
-                m.encode_family(&[("department", d.clone())])?
-                    .encode_gauge(oldest)?;
-            }
-        }
-        let gauge = |encoder: &mut DescriptorEncoder,
-                     name: &str,
-                     help: &str,
-                     value: &dyn Fn(f64, Option<f64>, u64) -> Option<f64>|
-         -> Result<(), std::fmt::Error> {
-            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (d, rate, aht, agents) in &snap.staffing {
-                if let Some(v) = value(*rate, *aht, *agents) {
-                    m.encode_family(&[("department", d.clone())])?
-                        .encode_gauge(&v)?;
-                }
-            }
-            Ok(())
-        };
-        gauge(
-            &mut encoder,
-            "acquire_chat_arrivals_per_second",
-            "Chats closed per second over the staffing window (every chat, answered or not).",
-            &|rate, _, _| Some(rate),
-        )?;
-        gauge(
-            &mut encoder,
-            "acquire_chat_mean_handle_time_seconds",
-            "Mean duration of the chats an agent took, over the staffing window.",
-            &|_, aht, _| aht,
-        )?;
-        gauge(
-            &mut encoder,
-            "acquire_offered_load_erlangs",
-            "Offered load over the staffing window: arrival rate times mean handle time.",
-            &|rate, aht, _| aht.map(|aht| staffing::offered_load(rate, aht)),
-        )?;
-        gauge(
-            &mut encoder,
-            "acquire_agents_seen",
-            "Distinct agents who accepted or closed a chat in the staffing window.",
-            &|_, _, agents| Some(agents as f64),
-        )?;
-        let mut m = encoder.encode_descriptor(
-            "acquire_agents_required",
-            "Agents needed to meet the service-level target (Erlang C over the staffing window, load divided by the chats one agent handles at once).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (d, rate, aht, _) in &snap.staffing {
-            let Some(aht) = aht else { continue };
-            for t in &self.targets {
-                match staffing::agents_required(*rate, *aht, *t, self.concurrency) {
-                    Ok(n) => m
-                        .encode_family(&[("department", d.0.to_string()), ("target", t.label())])?
-                        .encode_gauge(&(n as i64))?,
-                    Err(e) => {
-                        tracing::debug!(error = %e, department = %d.0, "no staffing estimate")
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::EventKind;
+    use crate::event::ChatKind;
     use prometheus_client::metrics::family::Family as F;
 
-    fn event(kind: EventKind, chat: &str, department: &str) -> StoredEvent {
-        StoredEvent {
-            kind,
+    fn event(kind: ChatKind, chat: &str, department: &str) -> ChatEvent {
+        ChatEvent {
             account_id: "1".into(),
-            chat_id: chat.into(),
-            received_ms: 0,
             department_id: department.into(),
             agent_role: Some("operator".into()),
             agent_id: Some("agent-9".into()),
             wait_seconds: Some(1.0),
             duration_seconds: Some(100.0),
+            ..ChatEvent::empty(kind, chat)
         }
     }
 
     fn live() -> (Live, Arc<Labeler>) {
         let settings = Settings::default();
         let labeler = Arc::new(Labeler::new(&settings, F::default()));
-        let mut registry = Registry::default();
         (
-            Live::new(
-                &settings,
-                labeler.clone(),
-                &mut registry,
-                crate::record::Clock::system(),
-            ),
+            Live::new(&settings, labeler.clone(), Clock::system()),
             labeler,
         )
     }
 
+    /// (count, sum) of a department's accept-time histogram, read through its encoding.
+    fn accept_times(live: &Live, department: &Value) -> (u64, f64) {
+        use prometheus_client::encoding::text::encode;
+        use prometheus_client::registry::Registry;
+        let mut registry = Registry::default();
+        registry.register("accept", "", live.accept_time().clone());
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        let value = |suffix: &str| -> f64 {
+            text.lines()
+                .find(|l| {
+                    l.starts_with(&format!("accept_{suffix}{{department=\"{}\"", department.0))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        (value("count") as u64, value("sum"))
+    }
+
     #[test]
-    fn queue_follows_start_accept_close_in_any_order() {
+    fn queue_follows_start_accept_close() {
         let (live, labeler) = live();
         let sales = labeler.department("5");
-        live.started(&event(EventKind::ChatStart, "a", "5"), 100.0);
-        live.started(&event(EventKind::ChatStart, "b", "5"), 110.0);
-        live.started(&event(EventKind::ChatStart, "a", "5"), 120.0);
+        live.started(&event(ChatKind::Start, "a", "5"), 100.0);
+        live.started(&event(ChatKind::Start, "b", "5"), 110.0);
+        live.started(&event(ChatKind::Start, "a", "5"), 120.0);
         let snap = live.snapshot(130.0);
         assert_eq!(
             snap.waiting,
@@ -444,29 +382,76 @@ mod tests {
             "a repeated start counts once"
         );
 
-        live.accepted(&event(EventKind::ChatAccept, "a", ""), 140.0);
+        live.accepted(&event(ChatKind::Accept, "a", ""), 140.0);
         assert_eq!(live.snapshot(150.0).waiting, vec![(sales.clone(), 1, 40.0)]);
-        let h = live
-            .accept_time
-            .get_or_create(&[("department", sales.clone())]);
-        drop(h);
+        assert_eq!(
+            accept_times(&live, &sales),
+            (1, 40.0),
+            "a was accepted 40 s after its first start"
+        );
 
-        // The accept of c comes before its start (a retry delivered late): c never queues.
-        live.accepted(&event(EventKind::ChatAccept, "c", ""), 150.0);
-        live.started(&event(EventKind::ChatStart, "c", "5"), 145.0);
-        live.closed(&event(EventKind::ChatClose, "b", "5"), &sales, 160.0);
-        assert_eq!(live.snapshot(170.0).waiting, vec![(sales, 0, 0.0)]);
+        live.closed(&event(ChatKind::Close, "b", "5"), &sales, 160.0);
+        assert_eq!(live.snapshot(170.0).waiting, vec![(sales.clone(), 0, 0.0)]);
+        assert_eq!(
+            accept_times(&live, &sales).0,
+            1,
+            "a close takes a chat out without an accept time"
+        );
+    }
+
+    #[test]
+    fn a_chat_waits_only_when_its_start_comes_first_whatever_the_order() {
+        // Every order of one chat's start, accept and close: it waits only while its start has
+        // come and neither its accept nor its close has, and never again after that.
+        let orders: [[ChatKind; 3]; 6] = [
+            [ChatKind::Start, ChatKind::Accept, ChatKind::Close],
+            [ChatKind::Start, ChatKind::Close, ChatKind::Accept],
+            [ChatKind::Accept, ChatKind::Start, ChatKind::Close],
+            [ChatKind::Accept, ChatKind::Close, ChatKind::Start],
+            [ChatKind::Close, ChatKind::Start, ChatKind::Accept],
+            [ChatKind::Close, ChatKind::Accept, ChatKind::Start],
+        ];
+        for order in orders {
+            let (live, labeler) = live();
+            let d = labeler.department("5");
+            // Another chat keeps the queue in use, as with real traffic.
+            live.started(&event(ChatKind::Start, "other", "5"), 1.0);
+            let mut started = false;
+            let mut finished = false;
+            for (i, kind) in order.into_iter().enumerate() {
+                let at = 10.0 + i as f64;
+                let e = event(kind, "x", "5");
+                match kind {
+                    ChatKind::Start => live.started(&e, at),
+                    ChatKind::Accept => live.accepted(&e, at),
+                    ChatKind::Close => live.closed(&e, &d, at),
+                }
+                started |= kind == ChatKind::Start;
+                finished |= kind != ChatKind::Start;
+                let waiting = live.snapshot(at).waiting[0].1;
+                let expected = 1 + u64::from(started && !finished);
+                assert_eq!(waiting, expected, "{order:?} after {kind:?}");
+            }
+            let accepted_after_start = order.iter().position(|k| *k == ChatKind::Start).unwrap()
+                == 0
+                && order[1] == ChatKind::Accept;
+            assert_eq!(
+                accept_times(&live, &d).0,
+                u64::from(accepted_after_start),
+                "{order:?}: an accept time only for an accept of a waiting chat"
+            );
+        }
     }
 
     #[test]
     fn waiting_chats_expire_and_are_counted() {
         let (live, labeler) = live();
         let d = labeler.department("");
-        live.started(&event(EventKind::ChatStart, "a", ""), 0.0);
-        live.started(&event(EventKind::ChatStart, "b", ""), 10_000.0);
+        live.started(&event(ChatKind::Start, "a", ""), 0.0);
+        live.started(&event(ChatKind::Start, "b", ""), 10_000.0);
         live.expire(4.0 * 3600.0 + 1.0);
         assert_eq!(live.snapshot(4.0 * 3600.0 + 1.0).waiting[0].1, 1);
-        assert_eq!(live.expired.get_or_create(&[("department", d)]).get(), 1);
+        assert_eq!(live.expired().get_or_create(&[("department", d)]).get(), 1);
     }
 
     #[test]
@@ -474,19 +459,15 @@ mod tests {
         let (live, labeler) = live();
         let d = labeler.department("1");
         for i in 0..1000 {
-            live.closed(&event(EventKind::ChatClose, &i.to_string(), "1"), &d, 10.0);
+            live.closed(&event(ChatKind::Close, &i.to_string(), "1"), &d, 10.0);
         }
         assert!(
             live.lock().finished.is_empty(),
             "no starts, no queue: closes are not remembered"
         );
-        live.started(&event(EventKind::ChatStart, "s", "1"), 10.0);
+        live.started(&event(ChatKind::Start, "s", "1"), 10.0);
         for i in 0..(MAX_FINISHED + 10) {
-            live.closed(
-                &event(EventKind::ChatClose, &format!("x{i}"), "1"),
-                &d,
-                20.0,
-            );
+            live.closed(&event(ChatKind::Close, &format!("x{i}"), "1"), &d, 20.0);
         }
         let s = live.lock();
         assert_eq!(s.finished.len(), MAX_FINISHED);

@@ -1,0 +1,85 @@
+//! The pages besides the webhook: `/metrics`, the landing page, readiness.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::AppState;
+use crate::expose::{self, Output};
+
+/// `GET /metrics`: the page in the format the scraper asked for, gzipped if it may be.
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = expose::negotiate(accept);
+    let gzip = expose::accepts_gzip(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    // Thousands of series take milliseconds to encode: off the threads that answer webhooks.
+    let encode = move || {
+        let mut out = if gzip {
+            Output::gzip()
+        } else {
+            Output::whole(Vec::with_capacity(64 * 1024))
+        };
+        state.exposition.write(format, &mut out);
+        out.into_vec()
+    };
+    let body = match tokio::task::spawn_blocking(encode).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "encoding the metrics failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut response = body.into_response();
+    if gzip {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(expose::content_type(format)),
+    );
+    response
+}
+
+/// Ready while the store can commit: a store that cannot (a full disk) answers 503 here, so a
+/// load balancer or an orchestrator sends the deliveries elsewhere, and Ready again by itself.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.store.is_healthy() {
+        "Ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: the store cannot commit\n",
+        )
+            .into_response()
+    }
+}
+
+/// `GET /`: a landing page with links.
+pub async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
+    let version = env!("CARGO_PKG_VERSION");
+    let metrics = html_escape(&state.telemetry_path);
+    let webhook = html_escape(&state.webhook_path);
+    Html(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Acquire Exporter</title></head>\n\
+         <body>\n<h1>Acquire Exporter</h1>\n<p>Version {version}. Turns Acquire chat webhooks into Prometheus metrics.</p>\n\
+         <ul>\n<li><a href=\"{metrics}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n\
+         <li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n\
+         <p>Webhook receiver: <code>POST {webhook}</code> (set this URL in Acquire's webhook settings, response type JSON).</p>\n\
+         </body></html>\n"
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,209 @@
+//! `POST /webhook`: read the body within its limit, authenticate the sender, decode, normalise,
+//! admit; every refusal is one [`WebhookError`], counted, logged and answered.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+
+use super::AppState;
+use crate::admit::auth::AuthError;
+use crate::admit::{Admission, StoreError, normalise};
+use crate::decode::{self, DecodeError};
+use crate::event::{EventKind, Outcome, Reason};
+use crate::record::Metrics;
+
+/// What the sender is told of an event the exporter took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Admitted and recorded.
+    Observed,
+    /// Admitted before: nothing changed.
+    Duplicate,
+    /// A valid event the exporter does not record.
+    Ignored,
+}
+
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        let body = match self {
+            Accepted::Observed => "{\"status\":\"observed\"}",
+            Accepted::Duplicate => "{\"status\":\"duplicate\"}",
+            Accepted::Ignored => "{\"status\":\"ignored\"}",
+        };
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// Why a delivery was not taken. A client's mistake is a 4xx that names it; a failure of the
+/// store is a 503, so the sender retries.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The body is over the limit.
+    #[error("body is larger than the limit of {limit} bytes (--webhook.max-body-bytes)")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body could not be read.
+    #[error("could not read the body: {0}")]
+    Unreadable(String),
+    /// Token or signature missing or wrong.
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    /// The body is not an event.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The store could not commit the event.
+    #[error("could not store a webhook: {source}")]
+    Store {
+        /// The event's type.
+        kind: EventKind,
+        /// What failed.
+        source: StoreError,
+    },
+}
+
+impl WebhookError {
+    /// The rejection reason of a client's mistake; `None` for a failure of the store.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Self::TooLarge { .. } => Some(Reason::PayloadTooLarge),
+            Self::Unreadable(_) => Some(Reason::MalformedBody),
+            Self::Unauthorized(_) => Some(Reason::Unauthorized),
+            Self::Decode(e) => Some(e.reason()),
+            Self::Store { .. } => None,
+        }
+    }
+
+    /// The event type, when it was read before the error.
+    pub fn event(&self) -> EventKind {
+        match self {
+            Self::Decode(e) => e.event(),
+            Self::Store { kind, .. } => *kind,
+            _ => EventKind::Unknown,
+        }
+    }
+
+    /// The status to answer with.
+    pub fn status(&self) -> StatusCode {
+        match self.reason() {
+            Some(reason) => rejection_status(reason),
+            None => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Count the delivery and write its one log line (never the secret, never personal data).
+    fn record(&self, metrics: &Metrics) {
+        let kind = self.event();
+        match self.reason() {
+            Some(reason) => {
+                metrics.rejected(kind, reason);
+                let chat_id = match self {
+                    Self::Decode(e) => e.chat_id(),
+                    _ => None,
+                };
+                tracing::warn!(
+                    reason = reason.as_label(),
+                    event = kind.as_label(),
+                    chat_id = chat_id.unwrap_or(""),
+                    "webhook rejected: {self}"
+                );
+            }
+            None => {
+                // Not the client's fault and not acknowledged: the sender retries.
+                metrics.received(kind, Outcome::Error);
+                if let Self::Store { source, .. } = self {
+                    tracing::error!(error = %source, event = kind.as_label(), "could not store a webhook");
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP status of a refusal for `reason`.
+pub fn rejection_status(reason: Reason) -> StatusCode {
+    match reason {
+        Reason::MalformedBody | Reason::MissingField | Reason::InvalidField => {
+            StatusCode::BAD_REQUEST
+        }
+        Reason::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Reason::Unauthorized => StatusCode::UNAUTHORIZED,
+    }
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            // The details stay in the log.
+            Self::Store { .. } => "the exporter could not store the event; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        (self.status(), axum::Json(json!({ "error": message }))).into_response()
+    }
+}
+
+/// The handler.
+pub async fn webhook(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    match receive(&state, request).await {
+        Ok(accepted) => accepted.into_response(),
+        Err(e) => {
+            e.record(&state.metrics);
+            e.into_response()
+        }
+    }
+}
+
+async fn receive(state: &AppState, request: Request) -> Result<Accepted, WebhookError> {
+    // Taken whole: the header map and the query are borrowed, not copied, on this hot path.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let limit = state.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(WebhookError::TooLarge { limit });
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(WebhookError::TooLarge { limit }),
+        Err(e) => return Err(WebhookError::Unreadable(e.to_string())),
+    };
+    state.auth.check(parts.uri.query(), headers, &bytes)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let event = decode::decode(content_type, &bytes)?;
+    let kind = event.kind();
+    let Some(event) = normalise::recordable(event, now_ms()) else {
+        state.metrics.received(kind, Outcome::Ignored);
+        return Ok(Accepted::Ignored);
+    };
+    // A new event reaches the metrics on the commit side, whatever becomes of this request.
+    match state.store.admit(event).await {
+        Ok(Admission::New) => {
+            state.metrics.received(kind, Outcome::Observed);
+            Ok(Accepted::Observed)
+        }
+        Ok(Admission::Duplicate) => {
+            state.metrics.received(kind, Outcome::Duplicate);
+            Ok(Accepted::Duplicate)
+        }
+        Err(source) => Err(WebhookError::Store { kind, source }),
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

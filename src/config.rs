@@ -549,8 +549,14 @@ mod duration_text {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Cli;
     use clap::Parser;
+
+    /// The exporter's flags alone, as the command line flattens them.
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
 
     #[test]
     fn durations() {

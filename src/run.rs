@@ -224,7 +224,7 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
     } else {
         let on_commit = {
             let metrics = metrics.clone();
-            move |stats| metrics.committed(stats)
+            move |stats: crate::admit::CommitStats| metrics.committed(stats.new, stats.seconds)
         };
         let (store, replayed) = Store::open(&args.storage_path, args.sync, sink, on_commit)?;
         metrics.stored(replayed as i64);

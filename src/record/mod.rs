@@ -19,7 +19,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
-use crate::admit::CommitStats;
 use crate::config::Settings;
 use crate::event::{Admitted, ChatKind, EventKind, Outcome, Reason};
 use crate::record::chats::ChatSeries;
@@ -147,11 +146,11 @@ impl Metrics {
         self.rejections[reason.index()].inc();
     }
 
-    /// Note one group commit of the store.
-    pub fn committed(&self, stats: CommitStats) {
+    /// Note one group commit of the store: the events it added, the seconds it took.
+    pub fn committed(&self, new_events: usize, seconds: f64) {
         self.commits.inc();
-        self.commit_seconds.observe(stats.seconds);
-        self.stored.inc_by(stats.new as i64);
+        self.commit_seconds.observe(seconds);
+        self.stored.inc_by(new_events as i64);
     }
 
     /// Note events found in the store at start.

@@ -236,7 +236,6 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         );
         store
     };
-    metrics.expire();
     let store = Arc::new(store);
     if !auth.is_enabled() {
         tracing::warn!(
@@ -270,16 +269,6 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         "listening"
     );
 
-    let expiry = {
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                metrics.expire();
-            }
-        })
-    };
     let state = Arc::new(AppState {
         metrics,
         exposition,
@@ -305,7 +294,6 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         Duration::from_secs(10),
     )
     .await;
-    expiry.abort();
     store.close().await;
     if let Err(e) = served {
         tracing::error!(error = %e, "server stopped with an error");

@@ -76,7 +76,6 @@ pub struct Metrics {
     chats: ChatSeries,
     exemplars: bool,
     live: Arc<Live>,
-    clock: Clock,
 }
 
 /// Bounds of `acquire_exporter_storage_commit_duration_seconds`.
@@ -131,7 +130,6 @@ impl Metrics {
             ),
             exemplars: settings.exemplars,
             live,
-            clock,
         }
     }
 
@@ -198,9 +196,9 @@ impl Metrics {
         }
     }
 
-    /// Drop waiting chats past the expiry time.
-    pub fn expire(&self) {
-        self.live.expire(self.clock.now());
+    /// When the store began, in seconds since the epoch: where new staffing windows start.
+    pub fn set_epoch(&self, epoch_seconds: f64) {
+        self.live.set_epoch(epoch_seconds);
     }
 
     /// Deliveries by event and outcome.

@@ -17,6 +17,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub mod erlang_a;
+pub mod history;
 
 /// Largest offered load (after concurrency), in Erlangs, that [`agents_required`] computes:
 /// far past any chat team, and it bounds the search to about a million steps.

@@ -74,7 +74,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Answer the staffing question offline: agents needed for an arrival rate, a handle time
-    /// and a service-level target (Erlang C).
+    /// and a service-level target (Erlang C, or Erlang A with --patience), or for every hour of
+    /// the week from past chats (--history).
     Plan(crate::plan::PlanArgs),
     /// Exit 0 when the exporter at URL answers its health check (for container health checks).
     Healthcheck {

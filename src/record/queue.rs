@@ -21,6 +21,8 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use crate::config::Settings;
 use crate::event::ChatEvent;
+use crate::record::labels::Interner;
+use crate::record::snapshot::{ClassicState, DepartmentState, QueueState};
 use crate::record::window::Window;
 use crate::record::{Clock, Labeler, Value};
 use crate::staffing::Target;
@@ -195,6 +197,11 @@ impl Live {
         *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch;
     }
 
+    /// When the store began, in seconds since the epoch.
+    pub fn epoch(&self) -> f64 {
+        *self.epoch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The service-level targets of the staffing estimate.
     pub fn targets(&self) -> &[Target] {
         &self.targets
@@ -331,6 +338,137 @@ impl Live {
         if d.agents.len() < MAX_AGENTS {
             d.agents.insert(agent.into(), at);
         }
+    }
+}
+
+impl Live {
+    /// The state, for a snapshot.
+    pub fn export(&self) -> QueueState {
+        let s = self.lock();
+        let mut waiting: Vec<_> = s
+            .waiting
+            .iter()
+            .map(|(chat, w)| (chat.to_string(), w.department.0.to_string(), w.since))
+            .collect();
+        waiting.sort_by(|a, b| a.0.cmp(&b.0));
+        let named = |m: &HashMap<Value, u64>| {
+            let mut v: Vec<_> = m.iter().map(|(d, n)| (d.0.to_string(), *n)).collect();
+            v.sort();
+            v
+        };
+        let mut staffing: Vec<_> = s
+            .staffing
+            .iter()
+            .map(|(d, st)| {
+                let mut agents: Vec<_> = st
+                    .agents
+                    .iter()
+                    .map(|(a, at)| (a.to_string(), *at))
+                    .collect();
+                agents.sort_by(|a, b| a.0.cmp(&b.0));
+                DepartmentState {
+                    department: d.0.to_string(),
+                    window: st.window.export(),
+                    agents,
+                }
+            })
+            .collect();
+        staffing.sort_by(|a, b| a.department.cmp(&b.department));
+        let mut accept_time: Vec<_> = s
+            .accept_time
+            .iter()
+            .map(|(d, h)| {
+                (
+                    d.0.to_string(),
+                    ClassicState {
+                        buckets: h.buckets.clone(),
+                        sum: h.sum,
+                        count: h.count,
+                    },
+                )
+            })
+            .collect();
+        accept_time.sort_by(|a, b| a.0.cmp(&b.0));
+        QueueState {
+            frontier: s.frontier,
+            waiting,
+            finished: s
+                .finished_order
+                .iter()
+                .map(|(chat, at)| (chat.to_string(), *at))
+                .collect(),
+            departments: s.departments.iter().map(|d| d.0.to_string()).collect(),
+            staffing,
+            accept_time,
+            expired: named(&s.expired),
+            dropped_starts: s.dropped_starts,
+        }
+    }
+
+    /// Take a snapshot's state; an error names what does not fit.
+    pub fn import(&self, q: &QueueState, intern: &mut Interner) -> Result<(), String> {
+        let mut s = State {
+            frontier: q.frontier,
+            dropped_starts: q.dropped_starts,
+            ..State::default()
+        };
+        for (chat, department, since) in &q.waiting {
+            let chat: ChatKey = chat.as_str().into();
+            s.by_since.insert((At(*since), chat.clone()));
+            s.waiting.insert(
+                chat,
+                Waiting {
+                    department: intern.value(department),
+                    since: *since,
+                },
+            );
+        }
+        for (chat, at) in &q.finished {
+            let chat: ChatKey = chat.as_str().into();
+            if s.finished.insert(chat.clone()) {
+                s.finished_order.push_back((chat, *at));
+            }
+        }
+        s.departments = q.departments.iter().map(|d| intern.value(d)).collect();
+        for d in &q.staffing {
+            let window = Window::import(&d.window)
+                .ok_or_else(|| format!("the staffing window of {:?} is not one", d.department))?;
+            s.staffing.insert(
+                intern.value(&d.department),
+                Department {
+                    window,
+                    agents: d
+                        .agents
+                        .iter()
+                        .map(|(a, at)| (a.as_str().into(), *at))
+                        .collect(),
+                },
+            );
+        }
+        for (d, h) in &q.accept_time {
+            if h.buckets.len() != self.accept_bounds.len() + 1 {
+                return Err(format!(
+                    "the accept-time histogram of {d:?} has {} buckets where the layout has {}",
+                    h.buckets.len(),
+                    self.accept_bounds.len() + 1
+                ));
+            }
+            s.accept_time.insert(
+                intern.value(d),
+                ClassicHistogram {
+                    buckets: h.buckets.clone(),
+                    sum: h.sum,
+                    count: h.count,
+                },
+            );
+        }
+        s.expired = q
+            .expired
+            .iter()
+            .map(|(d, n)| (intern.value(d), *n))
+            .collect();
+        *self.lock() = s;
+        Ok(())
     }
 }
 

@@ -151,6 +151,18 @@ impl History {
         true
     }
 
+    /// Every (department, hour, totals), by department and hour.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, i64, &HourTotals)> {
+        self.departments
+            .iter()
+            .flat_map(|(d, hours)| hours.iter().map(move |(h, t)| (d.as_str(), *h, t)))
+    }
+
+    /// Sets the first and the last hour covered, as a snapshot of the history had them.
+    pub fn set_covered(&mut self, covered: Option<(i64, i64)>) {
+        self.covered = covered;
+    }
+
     /// The department's totals in `hour` (zero when nothing arrived).
     pub fn totals(&self, department: &str, hour: i64) -> HourTotals {
         self.departments

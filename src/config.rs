@@ -160,6 +160,29 @@ pub struct RunArgs {
     )]
     pub sync: SyncMode,
 
+    /// Raw events older than this are deleted once a snapshot covers them (de-duplication holds
+    /// for as long); 0 keeps them for good.
+    #[arg(long = "storage.retention", env = "ACQUIRE_EXPORTER_STORAGE_RETENTION", default_value = "35d", value_parser = parse_retention)]
+    pub retention: Duration,
+
+    /// A snapshot of the derived state after this many new events.
+    #[arg(
+        long = "storage.snapshot-every",
+        env = "ACQUIRE_EXPORTER_STORAGE_SNAPSHOT_EVERY",
+        default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub snapshot_every: u64,
+
+    /// A snapshot of the derived state after this much time, if any event came.
+    #[arg(long = "storage.snapshot-interval", env = "ACQUIRE_EXPORTER_STORAGE_SNAPSHOT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
+
+    /// Rebuild the derived state from the retained events, setting aside a snapshot that
+    /// cannot be read (what events older than the retention added is lost).
+    #[arg(long = "storage.rebuild", env = "ACQUIRE_EXPORTER_STORAGE_REBUILD")]
+    pub rebuild: bool,
+
     /// With --storage.in-memory: how long a delivered event is remembered to drop retries.
     #[arg(long = "storage.dedup-window", env = "ACQUIRE_EXPORTER_STORAGE_DEDUP_WINDOW", default_value = "24h", value_parser = parse_duration)]
     pub dedup_window: Duration,
@@ -497,6 +520,14 @@ fn layout_problem(bounds_field: &'static str, e: LayoutError) -> (&'static str, 
         ),
         LayoutError::ZeroThreshold(_) => ("native_histograms", e.to_string()),
     }
+}
+
+/// A retention: a duration, or `0` for none (keep everything).
+pub fn parse_retention(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 /// Parse a Prometheus-style duration such as `30s`, `5m`, `1h30m`, `7d`, `250ms`.

@@ -1,7 +1,7 @@
 //! Property tests of the whole service in-process: whatever a client sends, the answer is a 200
 //! or a 4xx, never a 5xx, and a refused body changes no histogram.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use acquire_exporter::auth::SenderAuth;
@@ -22,10 +22,11 @@ fn state() -> Arc<AppState> {
         let metrics = metrics.clone();
         Arc::new(move |e: &_| metrics.apply(e))
     };
+    let store = Arc::new(Store::in_memory(Duration::from_secs(3600), sink));
     Arc::new(AppState {
         exposition: Arc::new(Exposition::new(metrics.clone())),
         metrics,
-        store: Arc::new(Store::in_memory(Duration::from_secs(3600), sink)),
+        store: OnceLock::from(store),
         auth: SenderAuth::new(None, None),
         web_config: None,
         max_body_bytes: 64 * 1024,

@@ -667,6 +667,35 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Option<S
     Ok(out)
 }
 
+/// A consistent copy of the database in `folder` into `to` (which must not exist), taken in one
+/// read transaction while the exporter may be writing: `VACUUM INTO`, so the copy is also
+/// compact. Its size in bytes.
+pub fn backup(folder: &Path, to: &Path) -> Result<u64> {
+    let path = folder.join(FILE_NAME);
+    if !path.is_file() {
+        return Err(StoreError::Folder {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here"),
+        });
+    }
+    if to.exists() {
+        return Err(StoreError::Folder {
+            path: to.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "will not overwrite"),
+        });
+    }
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| at(&path, e.into()))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let target = to.to_str().ok_or_else(|| StoreError::Folder {
+        path: to.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a UTF-8 path"),
+    })?;
+    conn.execute("VACUUM INTO ?1", [target])
+        .map_err(|e| at(&path, e.into()))?;
+    Ok(std::fs::metadata(to).map(|m| m.len()).unwrap_or(0))
+}
+
 /// Count the stored events of the database in `folder` (for tests and diagnostics).
 pub fn count_stored(folder: &Path) -> Result<i64> {
     let conn = Connection::open(folder.join(FILE_NAME))?;

@@ -7,7 +7,7 @@ pub mod serve;
 pub mod webconfig;
 pub mod webhook;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,8 +32,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Their exposition, for `/metrics`.
     pub exposition: Arc<Exposition>,
-    /// The admission store.
-    pub store: Arc<Store>,
+    /// The admission store, once the stored state is loaded into the metrics; until then the
+    /// webhook, `/metrics` and `/-/ready` answer 503.
+    pub store: OnceLock<Arc<Store>>,
     /// Sender authentication of the webhook.
     pub auth: SenderAuth,
     /// TLS and basic auth of `/metrics` (exporter-toolkit format), if configured.

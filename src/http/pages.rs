@@ -18,6 +18,14 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
+    if state.store.get().is_none() {
+        // A partial state would read as counter resets: no page until it is loaded.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the exporter is loading its stored state\n",
+        )
+            .into_response();
+    }
     // Thousands of series take milliseconds to encode: off the threads that answer webhooks.
     let encode = move || {
         let mut out = if gzip {
@@ -48,18 +56,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     response
 }
 
-/// Ready while the store can commit: a store that cannot (a full disk) answers 503 here, so a
-/// load balancer or an orchestrator sends the deliveries elsewhere, and Ready again by itself.
+/// Ready once the stored state is loaded and while the store can commit: a store that cannot
+/// (a full disk) answers 503 here, so a load balancer or an orchestrator sends the deliveries
+/// elsewhere, and Ready again by itself.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.store.is_healthy() {
-        "Ready\n".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not ready: the store cannot commit\n",
-        )
-            .into_response()
-    }
+    let not_ready = match state.store.get() {
+        None => "Not ready: loading the stored state\n",
+        Some(store) if !store.is_healthy() => "Not ready: the store cannot commit\n",
+        Some(_) => return "Ready\n".into_response(),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, not_ready).into_response()
 }
 
 /// `GET /`: a landing page with links.

@@ -58,6 +58,9 @@ pub enum WebhookError {
     /// The body is not an event.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The stored state is still loading (counted as an error: the sender retries).
+    #[error("the exporter is loading its stored state; retry later")]
+    Starting,
     /// The store could not commit the event.
     #[error("could not store a webhook: {source}")]
     Store {
@@ -76,7 +79,7 @@ impl WebhookError {
             Self::Unreadable(_) => Some(Reason::MalformedBody),
             Self::Unauthorized(_) => Some(Reason::Unauthorized),
             Self::Decode(e) => Some(e.reason()),
-            Self::Store { .. } => None,
+            Self::Store { .. } | Self::Starting => None,
         }
     }
 
@@ -117,8 +120,16 @@ impl WebhookError {
             None => {
                 // Not the client's fault and not acknowledged: the sender retries.
                 metrics.received(kind, Outcome::Error);
-                if let Self::Store { source, .. } = self {
-                    tracing::error!(error = %source, event = kind.as_label(), "could not store a webhook");
+                match self {
+                    Self::Store { source, .. } => tracing::error!(
+                        error = %source,
+                        event = kind.as_label(),
+                        "could not store a webhook"
+                    ),
+                    _ => tracing::info!(
+                        event = kind.as_label(),
+                        "webhook answered 503 while the stored state loads"
+                    ),
                 }
             }
         }
@@ -177,6 +188,7 @@ async fn receive(state: &AppState, request: Request) -> Result<Accepted, Webhook
         Err(e) => return Err(WebhookError::Unreadable(e.to_string())),
     };
     state.auth.check(parts.uri.query(), headers, &bytes)?;
+    let store = state.store.get().ok_or(WebhookError::Starting)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -187,7 +199,7 @@ async fn receive(state: &AppState, request: Request) -> Result<Accepted, Webhook
         return Ok(Accepted::Ignored);
     };
     // A new event reaches the metrics on the commit side, whatever becomes of this request.
-    match state.store.admit(event).await {
+    match store.admit(event).await {
         Ok(Admission::New) => {
             state.metrics.received(kind, Outcome::Observed);
             Ok(Accepted::Observed)

@@ -407,6 +407,19 @@ impl Live {
 
     /// Take a snapshot's state; an error names what does not fit.
     pub fn import(&self, q: &QueueState, intern: &mut Interner) -> Result<(), String> {
+        let state = self.build(q, intern)?;
+        self.replace(state);
+        Ok(())
+    }
+
+    /// Put `state` in place of the current one.
+    pub fn replace(&self, state: State) {
+        *self.lock() = state;
+    }
+
+    /// The state of a snapshot, checked, without taking it yet; an error names what does not
+    /// fit.
+    pub fn build(&self, q: &QueueState, intern: &mut Interner) -> Result<State, String> {
         let mut s = State {
             frontier: q.frontier,
             dropped_starts: q.dropped_starts,
@@ -467,8 +480,7 @@ impl Live {
             .iter()
             .map(|(d, n)| (intern.value(d), *n))
             .collect();
-        *self.lock() = s;
-        Ok(())
+        Ok(s)
     }
 }
 

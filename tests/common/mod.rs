@@ -52,6 +52,7 @@ impl Exporter {
                 }
             }
         });
+        let mut address = None;
         loop {
             let line = match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => line,
@@ -65,7 +66,11 @@ impl Exporter {
                 continue;
             };
             if v["message"] == "listening" {
-                let address = v["address"].as_str().expect("address").to_owned();
+                address = v["address"].as_str().map(str::to_owned);
+            }
+            // Listening comes first, then the stored state loads: deliveries before that get 503.
+            if v["message"] == "state loaded" {
+                let address = address.expect("listening before the state is loaded");
                 return Exporter {
                     child,
                     base: format!("http://{address}"),

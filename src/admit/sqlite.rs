@@ -210,9 +210,17 @@ impl Engine for Sqlite {
                 "SELECT seq, data FROM snapshots ORDER BY seq DESC LIMIT 1",
                 [],
                 |r| {
+                    // Bytes whatever the column holds: a damaged row is a damaged snapshot,
+                    // which the reader names, not a storage error.
+                    let bytes = match r.get_ref(1)? {
+                        rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {
+                            b.to_vec()
+                        }
+                        _ => Vec::new(),
+                    };
                     Ok(StoredSnapshot {
                         seq: r.get::<_, i64>(0)? as Seq,
-                        bytes: r.get(1)?,
+                        bytes,
                     })
                 },
             )

@@ -60,7 +60,10 @@ pub enum WebhookError {
     Decode(#[from] DecodeError),
     /// The stored state is still loading (counted as an error: the sender retries).
     #[error("the exporter is loading its stored state; retry later")]
-    Starting,
+    Starting {
+        /// The event's type.
+        kind: EventKind,
+    },
     /// The store could not commit the event.
     #[error("could not store a webhook: {source}")]
     Store {
@@ -79,7 +82,7 @@ impl WebhookError {
             Self::Unreadable(_) => Some(Reason::MalformedBody),
             Self::Unauthorized(_) => Some(Reason::Unauthorized),
             Self::Decode(e) => Some(e.reason()),
-            Self::Store { .. } | Self::Starting => None,
+            Self::Store { .. } | Self::Starting { .. } => None,
         }
     }
 
@@ -87,7 +90,7 @@ impl WebhookError {
     pub fn event(&self) -> EventKind {
         match self {
             Self::Decode(e) => e.event(),
-            Self::Store { kind, .. } => *kind,
+            Self::Store { kind, .. } | Self::Starting { kind } => *kind,
             _ => EventKind::Unknown,
         }
     }
@@ -188,12 +191,12 @@ async fn receive(state: &AppState, request: Request) -> Result<Accepted, Webhook
         Err(e) => return Err(WebhookError::Unreadable(e.to_string())),
     };
     state.auth.check(parts.uri.query(), headers, &bytes)?;
-    let store = state.store.get().ok_or(WebhookError::Starting)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let event = decode::decode(content_type, &bytes)?;
     let kind = event.kind();
+    let store = state.store.get().ok_or(WebhookError::Starting { kind })?;
     let Some(event) = normalise::recordable(event, now_ms()) else {
         state.metrics.received(kind, Outcome::Ignored);
         return Ok(Accepted::Ignored);

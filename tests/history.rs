@@ -41,9 +41,11 @@ fn durable_with_logs(dir: &Path, extra: &[&str]) -> (Exporter, Vec<String>) {
     let mut lines = Vec::new();
     let mut address = None;
     loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the exporter did not start: {lines:?}"));
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the exporter did not start: {lines:?}");
+        };
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if v["message"] == "listening" {
             address = v["address"].as_str().map(str::to_owned);

@@ -205,22 +205,27 @@ impl Metrics {
             unanswered,
             series,
             queue: self.live.export(),
-            history: history
-                .entries()
-                .map(|(d, hour, t)| {
-                    (
-                        d.to_owned(),
-                        hour,
-                        HourState {
-                            arrivals: t.arrivals,
-                            answered: t.answered,
-                            abandoned: t.abandoned,
-                            handle_seconds: t.handle_seconds,
-                            queue_seconds: t.queue_seconds,
-                        },
-                    )
-                })
-                .collect(),
+            history: {
+                let mut grouped: Vec<(String, Vec<(i64, HourState)>)> = Vec::new();
+                for (d, hour, t) in history.entries() {
+                    if grouped.last().is_none_or(|(last, _)| last != d) {
+                        grouped.push((d.to_owned(), Vec::new()));
+                    }
+                    if let Some((_, hours)) = grouped.last_mut() {
+                        hours.push((
+                            hour,
+                            HourState {
+                                arrivals: t.arrivals,
+                                answered: t.answered,
+                                abandoned: t.abandoned,
+                                handle_seconds: t.handle_seconds,
+                                queue_seconds: t.queue_seconds,
+                            },
+                        ));
+                    }
+                }
+                grouped
+            },
             history_covered: history.first_hour().zip(history.newest_hour()),
         }
     }
@@ -284,18 +289,20 @@ impl Metrics {
         self.live.replace(queue);
         {
             let mut history = lock(&self.history);
-            for (d, hour, t) in &state.history {
-                history.add(
-                    d,
-                    *hour,
-                    &HourTotals {
-                        arrivals: t.arrivals,
-                        answered: t.answered,
-                        abandoned: t.abandoned,
-                        handle_seconds: t.handle_seconds,
-                        queue_seconds: t.queue_seconds,
-                    },
-                );
+            for (d, hours) in &state.history {
+                for (hour, t) in hours {
+                    history.add(
+                        d,
+                        *hour,
+                        &HourTotals {
+                            arrivals: t.arrivals,
+                            answered: t.answered,
+                            abandoned: t.abandoned,
+                            handle_seconds: t.handle_seconds,
+                            queue_seconds: t.queue_seconds,
+                        },
+                    );
+                }
             }
             history.set_covered(state.history_covered);
         }

@@ -32,7 +32,8 @@ local g = import 'panels.libsonnet';
         if by == '' then '' else ' by (%s)' % by,
         dedup('%s(acquire_chat_wait_time_seconds_bucket{%s,%s}[%s])' % [fn, fd, matcher, window]),
       ],
-    local share(part, whole) = '(%s or 0 * %s) / %s' % [part, whole, whole],
+    // A share of the closed chats where some closed (no 0/0 for an idle department).
+    local share(part, whole) = '(%s or 0 * %s) / (%s > 0)' % [part, whole, whole],
 
     // The objective of the chosen threshold (the configured targets; else the SLO's objective).
     local objective =
@@ -46,7 +47,9 @@ local g = import 'panels.libsonnet';
         g.target(q[0], 'histogram_quantile(%s, sum by (le) (%s))' % [q[1], dedup('rate(%s_bucket{%s}[$__rate_interval])' % [metric, fdr])], q[2])
         for q in qs
       ] + [
-        g.target('native_p90', 'histogram_quantile(0.9, sum(%s))' % dedup('rate(%s{%s}[$__rate_interval])' % [metric, fdr]), nativeLegend, exemplar=true),
+        // Only `sum` aggregates native histograms (Prometheus 2); a quantile of the sum of the
+        // replicas' identical histograms is the quantile of one, so no de-duplication is needed.
+        g.target('native_p90', 'histogram_quantile(0.9, sum(rate(%s{%s}[$__rate_interval])))' % [metric, fdr], nativeLegend, exemplar=true),
       ],
 
     local burn(window) =
@@ -279,11 +282,11 @@ local g = import 'panels.libsonnet';
               g.target('A', 'sum by (agent_role) (%s)' % dedup('increase(acquire_chat_wait_time_seconds_count{%s}[$__range])' % fdr), instant=true, format='table'),
               g.target('B', 'histogram_quantile(0.5, sum by (agent_role, le) (%s))' % dedup('rate(acquire_chat_wait_time_seconds_bucket{%s}[$__range])' % fdr), instant=true, format='table'),
               g.target('C', 'histogram_quantile(0.9, sum by (agent_role, le) (%s))' % dedup('rate(acquire_chat_wait_time_seconds_bucket{%s}[$__range])' % fdr), instant=true, format='table'),
-              g.target('D', 'sum by (agent_role) (%s) / sum by (agent_role) (%s)' % [
+              g.target('D', 'sum by (agent_role) (%s) / (sum by (agent_role) (%s) > 0)' % [
                 dedup('increase(acquire_chat_wait_time_seconds_bucket{%s,%s}[$__range])' % [fdr, le]),
                 dedup('increase(acquire_chat_wait_time_seconds_count{%s}[$__range])' % fdr),
               ], instant=true, format='table'),
-              g.target('E', 'sum by (agent_role) (%s) / sum by (agent_role) (%s)' % [
+              g.target('E', 'sum by (agent_role) (%s) / (sum by (agent_role) (%s) > 0)' % [
                 dedup('increase(acquire_chat_duration_seconds_sum{%s}[$__range])' % fdr),
                 dedup('increase(acquire_chat_duration_seconds_count{%s}[$__range])' % fdr),
               ], instant=true, format='table'),

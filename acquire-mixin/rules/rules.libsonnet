@@ -11,7 +11,8 @@ local p = import '../lib/promql.libsonnet';
     local T = p.num(c.slo.thresholdSeconds),
 
     // `share` of the closed chats over `window`, with a department that has no series of
-    // `share` (its chats were all unanswered, so it has no wait histogram at all) at 0.
+    // `share` (its chats were all unanswered, so it has no wait histogram at all) at 0, and none
+    // for a department that closed nothing in the window (rather than 0/0).
     local perClosed(share, window) = |||
       (
         %s
@@ -19,7 +20,7 @@ local p = import '../lib/promql.libsonnet';
         0 * %s
       )
       /
-      %s
+      (%s > 0)
     ||| % [share, n.closed(window), n.closed(window)],
 
     groups+: [

@@ -103,8 +103,9 @@
       fdsFor: '10m',
       labelOverflowWindow: '1h',
       // Scrapes: `sample_limit` must be the one in your scrape config (prometheus/prometheus.yml
-      // ships 200000): past it Prometheus drops the whole scrape.
-      sampleLimit: 200000,
+      // ships 500000, above the worst case of the default label caps and buckets): past it
+      // Prometheus drops the whole scrape.
+      sampleLimit: 500000,
       maxSamplesShare: 0.8,
       samplesFor: '15m',
       maxScrapeSeconds: 5,

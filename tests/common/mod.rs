@@ -478,4 +478,91 @@ pub fn post_raw(base: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u
     (status, body)
 }
 
+/// POST every body to `path` over one keep-alive connection, writing up to 64 requests ahead of
+/// the answers (HTTP/1.1 pipelining); the status of each, in order. For the tests that need
+/// hundreds of thousands of deliveries.
+pub fn pipeline(addr: &str, path: &str, bodies: &[Vec<u8>]) -> Vec<u16> {
+    use std::io::{Read, Write};
+    const AHEAD: usize = 64;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut statuses = Vec::with_capacity(bodies.len());
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut request = Vec::new();
+    for window in bodies.chunks(AHEAD) {
+        request.clear();
+        for body in window {
+            request.extend_from_slice(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            request.extend_from_slice(body);
+        }
+        stream.write_all(&request).expect("write requests");
+        let mut answered = 0;
+        while answered < window.len() {
+            if let Some((status, used)) = one_response(&buf) {
+                statuses.push(status);
+                buf.drain(..used);
+                answered += 1;
+                continue;
+            }
+            let n = stream.read(&mut chunk).expect("read answers");
+            assert!(n > 0, "the server closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    statuses
+}
+
+/// The status and length of the first whole response in `buf` (Content-Length framed).
+fn one_response(buf: &[u8]) -> Option<(u16, usize)> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    (buf.len() >= head_end + length).then_some((status, head_end + length))
+}
+
+/// [`pipeline`] on `threads` connections at once, the bodies dealt out in turn; fails the test
+/// unless every answer is 200.
+pub fn post_all(addr: &str, bodies: Vec<Vec<u8>>, threads: usize) {
+    let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); threads];
+    for (i, body) in bodies.into_iter().enumerate() {
+        shares[i % threads].push(body);
+    }
+    let senders: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let addr = addr.to_owned();
+            std::thread::spawn(move || {
+                let statuses = pipeline(&addr, "/webhook", &share);
+                let refused = statuses.iter().filter(|s| **s != 200).count();
+                assert_eq!(
+                    refused,
+                    0,
+                    "{refused} of {} deliveries not 200",
+                    share.len()
+                );
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().expect("a sender");
+    }
+}
+
 pub mod prometheus;

@@ -82,6 +82,18 @@ fn every_vendor_fixture_decodes_as_documented() {
             "format-doc-example-verbatim.json",
             Err("body is not valid JSON: trailing comma at line 12 column 9"),
         ),
+        (
+            "chat-close-visitor-contact-details.json",
+            Ok(Event::Closed(ChatClosed {
+                chat_id: "204222".into(),
+                account_id: "10111".into(),
+                department_id: "15".into(),
+                agent_role: Some("operator".into()),
+                agent_id: Some("agent-15222".into()),
+                wait_seconds: Some(31.0),
+                duration_seconds: Some(410.0),
+            })),
+        ),
     ];
     let mut named: Vec<String> = cases.iter().map(|(name, _)| name.to_string()).collect();
     named.sort();

@@ -1,13 +1,22 @@
 //! An oracle that is not the code under test: the test computes every bucket, sum, count,
 //! native bucket, schema and exemplar from the events it posts, and reads the pages with
 //! parsers the project did not write: the `prometheus-parse` crate for the text format, prost
-//! for protobuf, and a line split by the OpenMetrics grammar for the exemplars.
+//! for protobuf, and a line split by the OpenMetrics grammar for the exemplars. The same oracle
+//! checks random histories recorded through the public API: chat ids of any length in several
+//! scripts (past the 23 bytes kept in place, past the 128-character exemplar limit) and values up
+//! to the 30-day limit.
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
+use acquire_exporter::config::Settings;
+use acquire_exporter::decode::EventKind;
+use acquire_exporter::expose::Format;
+use acquire_exporter::record::Metrics;
+use acquire_exporter::store::StoredEvent;
 use common::{Exporter, OPENMETRICS, TEXT, close_event, dto};
+use proptest::prelude::*;
 
 /// The README's default bounds.
 const WAIT_BOUNDS: &[f64] = &[
@@ -67,10 +76,12 @@ impl Observed {
         schema
     }
 
-    /// The chat id and value of the last observation in each classic bucket.
+    /// The chat id and value of the last observation in each classic bucket whose id fits an
+    /// exemplar: not empty, and with the label name at most 128 characters.
     fn exemplars(&self, bounds: &[f64]) -> BTreeMap<usize, (String, f64)> {
         let mut out = BTreeMap::new();
-        for (id, v) in &self.values {
+        let fits = |id: &str| !id.is_empty() && "chat_id".len() + id.chars().count() <= 128;
+        for (id, v) in self.values.iter().filter(|(id, _)| fits(id)) {
             let bucket = bounds.iter().position(|b| v <= b).unwrap_or(bounds.len());
             out.insert(bucket, (id.clone(), *v));
         }
@@ -389,4 +400,103 @@ fn exemplars_in_openmetrics(page: &str, name: &str, key: &Key) -> Vec<(f64, Stri
             Some((le, labels.to_owned(), value, at))
         })
         .collect()
+}
+
+/// Chat ids: empty, short, past 23 bytes, past the exemplar limit; several scripts.
+fn chat_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        "[0-9]{1,6}",
+        "[a-z0-9é€漢🙂 _.-]{20,30}",
+        "[a-zé漢🙂0-9]{115,130}",
+        "[a-z0-9]{180,200}",
+    ]
+}
+
+/// Waits: 0, up to the 30-day limit in milliseconds, and near the limit.
+fn wait() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        Just(2_592_000.0),
+        (0u64..=2_592_000_000).prop_map(|ms| ms as f64 / 1000.0),
+        (0u64..=100_000).prop_map(|ms| ms as f64 / 1000.0),
+        (2_590_000_000u64..=2_592_000_000).prop_map(|ms| ms as f64 / 1000.0),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn recorded_histories_expose_what_the_oracle_computes(
+        history in prop::collection::vec((chat_id(), wait()), 1..300),
+    ) {
+        let metrics = Metrics::new(&Settings::default()).unwrap();
+        let mut observed = Observed::default();
+        for (i, (id, v)) in history.iter().enumerate() {
+            metrics.apply(&StoredEvent {
+                kind: EventKind::ChatClose,
+                account_id: "1".into(),
+                chat_id: id.clone(),
+                received_ms: 1_700_000_000_000 + 1000 * i as i64,
+                department_id: "1".into(),
+                agent_role: Some("operator".into()),
+                agent_id: None,
+                wait_seconds: Some(*v),
+                duration_seconds: None,
+            });
+            observed.values.push((id.clone(), *v));
+        }
+        let mut page = Vec::new();
+        metrics.encode(Format::Protobuf, &mut page);
+        let families = common::decode_protobuf(&page);
+        let wait = families.iter().find(|f| f.name == "acquire_chat_wait_time_seconds").unwrap();
+        prop_assert_eq!(wait.metric.len(), 1);
+        let h = wait.metric[0].histogram.as_ref().unwrap();
+        prop_assert_eq!(h.sample_count, observed.count());
+        prop_assert_eq!(h.sample_sum, observed.sum());
+        let classic: Vec<(f64, u64)> = h
+            .bucket
+            .iter()
+            .filter(|b| b.upper_bound.is_finite())
+            .map(|b| (b.upper_bound, b.cumulative_count))
+            .collect();
+        let wanted: Vec<(f64, u64)> =
+            WAIT_BOUNDS.iter().map(|b| (*b, observed.cumulative(*b))).collect();
+        prop_assert_eq!(classic, wanted);
+        let schema = observed.schema();
+        prop_assert_eq!(h.schema, schema);
+        prop_assert_eq!(native_buckets(h), observed.native(schema));
+
+        let newest = observed.exemplars(WAIT_BOUNDS);
+        let mut text = Vec::new();
+        metrics.encode(Format::OpenMetrics, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        let key = ("1".to_owned(), "operator".to_owned());
+        let shown = exemplars_in_openmetrics(&text, "acquire_chat_wait_time_seconds", &key);
+        prop_assert_eq!(shown.len(), newest.len());
+        for ((le, labels, value, _), (bucket, (id, v))) in shown.iter().zip(&newest) {
+            prop_assert_eq!(*le, WAIT_BOUNDS.get(*bucket).copied().unwrap_or(f64::INFINITY));
+            prop_assert_eq!(labels, &format!("chat_id=\"{id}\""));
+            prop_assert_eq!(value, v);
+        }
+        // The protobuf page keeps the newest exemplar whose id fits, the id whole.
+        let in_protobuf: Vec<(String, f64)> = h
+            .bucket
+            .iter()
+            .filter_map(|b| b.exemplar.as_ref())
+            .map(|e| {
+                assert_eq!(e.label.len(), 1);
+                (e.label[0].value.clone(), e.value)
+            })
+            .collect();
+        // The last observation whose id fits is its bucket's exemplar, and the newest of all.
+        let last_fitting = observed
+            .values
+            .iter()
+            .rev()
+            .find(|(id, _)| !id.is_empty() && 7 + id.chars().count() <= 128)
+            .cloned();
+        prop_assert_eq!(in_protobuf, last_fitting.into_iter().collect::<Vec<_>>());
+    }
 }

@@ -172,6 +172,11 @@ fn assert_restart_keeps_the_state(before: &Pages, after: &Pages, started: Instan
         .filter(|h| !h.positive_span.is_empty())
         .count();
     assert!(native > 0, "the protobuf page carries native buckets");
+    let lowered = wait.metric.iter().any(|m| {
+        common::label(m, "department") == Some("9")
+            && m.histogram.as_ref().is_some_and(|h| h.schema < 3)
+    });
+    assert!(lowered, "the spread series outgrew its buckets and lowered its resolution");
 
     if after.at.duration_since(started) < FIRST_SLOT {
         for (format, b, a) in [

@@ -176,7 +176,10 @@ fn assert_restart_keeps_the_state(before: &Pages, after: &Pages, started: Instan
         common::label(m, "department") == Some("9")
             && m.histogram.as_ref().is_some_and(|h| h.schema < 3)
     });
-    assert!(lowered, "the spread series outgrew its buckets and lowered its resolution");
+    assert!(
+        lowered,
+        "the spread series outgrew its buckets and lowered its resolution"
+    );
 
     if after.at.duration_since(started) < FIRST_SLOT {
         for (format, b, a) in [
@@ -638,4 +641,23 @@ fn a_start_that_arrives_after_its_chats_close_does_not_queue_it() {
     post(&exporter, &accept("accepted-first", "agent-1"));
     post(&exporter, &start("accepted-first", "4"));
     assert_eq!(waiting("4"), Some(1.0));
+}
+
+#[test]
+fn the_memory_only_mode_starts_from_zero_after_a_restart() {
+    let exporter = Exporter::spawn(&["--storage.in-memory"]);
+    post(
+        &exporter,
+        &close_event("1", "3", Some("Operator"), "5", "60"),
+    );
+    assert!(!common::histogram_lines(&exporter.metrics()).is_empty());
+    assert_eq!(exporter.terminate(), Some(0));
+    let exporter = Exporter::spawn(&["--storage.in-memory"]);
+    assert!(common::histogram_lines(&exporter.metrics()).is_empty());
+    let (status, answer) = exporter.post_json(&close_event("1", "3", Some("Operator"), "5", "60"));
+    assert_eq!(status, 200);
+    assert!(
+        answer.contains("observed"),
+        "nothing is remembered: {answer}"
+    );
 }

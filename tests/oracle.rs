@@ -149,15 +149,24 @@ fn post_all(exporter: &Exporter) -> Expected {
         }
     };
     for i in 0..360u64 {
-        let wait = match rng.next(10) {
+        // Values on a bucket's bound belong to that bucket (`le` is inclusive).
+        let wait = match rng.next(11) {
             0 => "null".to_owned(),
             1 => "0".to_owned(),
             2 => format!("{}", 2_000_000 + rng.next(592_000)),
             3 => format!("{}.{:03}", rng.next(60), rng.next(1000)),
+            4 => format!(
+                "{}",
+                WAIT_BOUNDS[rng.next(WAIT_BOUNDS.len() as u64) as usize]
+            ),
             _ => format!("{}", 1 + rng.next(3000)),
         };
         let duration = match rng.next(12) {
             0 => "null".to_owned(),
+            1 => format!(
+                "{}",
+                DURATION_BOUNDS[rng.next(DURATION_BOUNDS.len() as u64) as usize]
+            ),
             _ => format!("{}", 1 + rng.next(20_000)),
         };
         // Round-robin over the nine series, so one series' events are never back to back.
@@ -413,10 +422,11 @@ fn chat_id() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Waits: 0, up to the 30-day limit in milliseconds, and near the limit.
+/// Waits: 0, the bucket bounds, up to the 30-day limit in milliseconds, and near the limit.
 fn wait() -> impl Strategy<Value = f64> {
     prop_oneof![
         Just(0.0),
+        prop::sample::select(WAIT_BOUNDS.to_vec()),
         Just(2_592_000.0),
         (0u64..=2_592_000_000).prop_map(|ms| ms as f64 / 1000.0),
         (0u64..=100_000).prop_map(|ms| ms as f64 / 1000.0),

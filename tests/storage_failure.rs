@@ -126,3 +126,34 @@ fn a_store_that_cannot_write_answers_503_changes_nothing_and_recovers_by_itself(
         "the store holds the retry once"
     );
 }
+
+#[test]
+fn a_retry_of_a_stored_event_during_the_failure_leaves_the_exporter_unready() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("--storage.path={}", dir.path().display());
+    let mut exporter = Exporter::spawn_ignoring_sigxfsz(&[&storage]);
+    let stored = close_event("stored", "8", Some("Operator"), "7", "60");
+    assert_eq!(exporter.post_json(&stored).0, 200);
+    prlimit_fsize(exporter.pid(), "0");
+    let new = close_event("new", "8", Some("Operator"), "7", "60");
+    assert_eq!(exporter.post_json(&new).0, 503);
+    assert_eq!(ready(&exporter).0, 503);
+    // A retry of the event stored before the failure writes nothing: its answer may be the
+    // duplicate's 200, but the store still cannot commit a new event.
+    let (status, answer) = exporter.post_json(&stored);
+    assert!(
+        status == 503 || answer.contains("duplicate"),
+        "{status} {answer}"
+    );
+    assert_eq!(
+        ready(&exporter).0,
+        503,
+        "ready again although the store still cannot commit"
+    );
+    assert_eq!(exporter.post_json(&new).0, 503);
+    prlimit_fsize(exporter.pid(), "unlimited");
+    exporter.wait_until("/-/ready to answer 200 again", |e| {
+        common::get(&e.url("/-/ready")).0 == 200
+    });
+    assert!(exporter.post_json(&new).1.contains("observed"));
+}

@@ -422,10 +422,13 @@ fn chat_id() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Waits: 0, the bucket bounds, up to the 30-day limit in milliseconds, and near the limit.
+/// Waits: 0, the bucket bounds, up to the 30-day limit in milliseconds, near the limit, and
+/// spread evenly over the octaves from 1 ms to 30 days (which fills native buckets).
 fn wait() -> impl Strategy<Value = f64> {
     prop_oneof![
         Just(0.0),
+        (-10.0f64..21.3).prop_map(|octave| octave.exp2()),
+        (-10.0f64..21.3).prop_map(|octave| octave.exp2()),
         prop::sample::select(WAIT_BOUNDS.to_vec()),
         Just(2_592_000.0),
         (0u64..=2_592_000_000).prop_map(|ms| ms as f64 / 1000.0),

@@ -211,10 +211,12 @@ fn is_connection_error(error: &io::Error) -> bool {
     )
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed by this call, not at the
-/// first poll, so a signal that comes right after start (before the server is polled) still
-/// shuts down gracefully instead of killing the process. If a handler cannot be installed, that
-/// signal is logged and ignored rather than ending the process. Needs a tokio runtime.
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM; SIGHUP is logged and ignored (there is no
+/// configuration to reload, and its default action would end the process without draining).
+/// The handlers are installed by this call, not at the first poll, so a signal that comes right
+/// after start (before the server is polled) still shuts down gracefully instead of killing the
+/// process. If a handler cannot be installed, that signal is logged and ignored rather than
+/// ending the process. Needs a tokio runtime.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
@@ -233,10 +235,28 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         };
         let interrupt = wait(signal(SignalKind::interrupt()), "SIGINT");
         let terminate = wait(signal(SignalKind::terminate()), "SIGTERM");
+        let hangup = signal(SignalKind::hangup());
+        // SIGHUP would end the process without draining; the configuration is read only at
+        // start, so there is nothing to reload: it is logged and otherwise ignored.
+        let ignore_hangups = async move {
+            match hangup {
+                Ok(mut s) => {
+                    while s.recv().await.is_some() {
+                        warn!(
+                            "SIGHUP received and ignored: the configuration is read only at start; \
+                             restart the exporter (SIGTERM) to apply changes"
+                        );
+                    }
+                }
+                Err(error) => warn!(%error, "cannot listen for SIGHUP"),
+            }
+            std::future::pending::<()>().await;
+        };
         async move {
             tokio::select! {
                 () = interrupt => {}
                 () = terminate => {}
+                () = ignore_hangups => {}
             }
         }
     }

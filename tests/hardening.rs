@@ -1,0 +1,387 @@
+//! The hardened edge, over HTTP against the real binary: the vendor's signature as it signs,
+//! bounded scrapes, connections and logs, and the smaller holes an attacker or an unlucky
+//! operator would find.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Exporter, close_event, sample};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const HMAC_SECRET: &str = "hmac-key";
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A close event in the vendor's shape, written with spaces and escapes, with the numbers given
+/// as JSON numbers; and the same body as `JSON.stringify(JSON.parse(body))` writes it, as
+/// Node 20 printed it for this very text.
+fn spaced_close(id: &str) -> (String, String) {
+    let spaced = format!(
+        "{{\n  \"id\" : \"{id}\",\n  \"account_id\" : \"1011\\u0031\",\n  \"department_id\" : \"7\",\n  \
+         \"chat_wait_time\" : 12.0,\n  \"chat_duration\" : 6e1,\n  \"note\" : \"caf\\u00e9 \\/ \\u2028\",\n  \
+         \"huge\" : 1e21,\n  \"zero\" : -0,\n  \"tiny\" : 0.0000001,\n  \"users\" : {{ \"agent\" : {{ \"role\" : \"Operator\" }} }},\n  \
+         \"event\" : \"CHAT_ON_CLOSE\"\n}}"
+    );
+    let restated = format!(
+        "{{\"id\":\"{id}\",\"account_id\":\"10111\",\"department_id\":\"7\",\"chat_wait_time\":12,\
+         \"chat_duration\":60,\"note\":\"caf\u{e9} / \u{2028}\",\"huge\":1e+21,\"zero\":0,\"tiny\":1e-7,\
+         \"users\":{{\"agent\":{{\"role\":\"Operator\"}}}},\"event\":\"CHAT_ON_CLOSE\"}}"
+    );
+    (spaced, restated)
+}
+
+#[test]
+fn a_signature_over_json_stringify_of_the_body_is_accepted_as_well_as_one_over_its_bytes() {
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--webhook.hmac-secret={HMAC_SECRET}"),
+    ]);
+    let agent = common::agent();
+    let post = |body: &str, signature: String| {
+        common::post_with(
+            &agent,
+            &exporter.url("/webhook"),
+            &[
+                ("Content-Type", "application/json"),
+                ("x-acquire-signature", &signature),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let (spaced, restated) = spaced_close("sig-1");
+    let (spaced_2, restated_2) = spaced_close("sig-2");
+    let (spaced_3, _) = spaced_close("sig-3");
+    // serde_json's own serialisation keeps `12.0` and `1e21` as Rust writes them: not the text
+    // the vendor signs.
+    let serde_text =
+        serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&spaced_3).unwrap())
+            .unwrap();
+    assert_ne!(serde_text.as_bytes(), spaced_3.as_bytes());
+    let cases = [
+        (
+            "over the bytes as sent",
+            spaced.as_str(),
+            sign(spaced.as_bytes()),
+            200,
+        ),
+        (
+            "over JSON.stringify of the parsed body",
+            spaced_2.as_str(),
+            sign(restated_2.as_bytes()),
+            200,
+        ),
+        (
+            "over another serialisation",
+            spaced_3.as_str(),
+            sign(serde_text.as_bytes()),
+            401,
+        ),
+        (
+            "over the restated text of another chat",
+            spaced_3.as_str(),
+            sign(restated.as_bytes()),
+            401,
+        ),
+        (
+            "the restated text itself, signed as sent",
+            restated.as_str(),
+            sign(restated.as_bytes()),
+            200,
+        ),
+    ];
+    for (name, body, signature, want) in cases {
+        let (status, answer) = post(body, signature);
+        assert_eq!(status, want, "{name}: {answer}");
+    }
+    let page = exporter.metrics();
+    assert_eq!(
+        sample(
+            &page,
+            r#"acquire_chat_wait_time_seconds_count{agent_role="operator",department="7"}"#
+        ),
+        Some(2.0),
+        "sig-1 and sig-2 are counted; the restated sig-1 is a duplicate"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"acquire_webhook_rejections_total{reason="unauthorized"}"#
+        ),
+        Some(2.0)
+    );
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn a_gzip_body_is_decoded_within_the_body_limit_and_other_encodings_get_415() {
+    let limit = 4096;
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--webhook.max-body-bytes={limit}"),
+        &format!("--webhook.hmac-secret={HMAC_SECRET}"),
+    ]);
+    let agent = common::agent();
+    let close = close_event("gz-1", "7", Some("Operator"), "3", "60");
+    // A body that shrinks below the limit and grows past it: the whole bomb is a few bytes.
+    let mut bomb = close_event("gz-2", "7", Some("Operator"), "3", "60");
+    bomb.truncate(bomb.len() - 1);
+    bomb.extend_from_slice(format!(",\"pad\":\"{}\"}}", " ".repeat(limit * 16)).as_bytes());
+    // (name, Content-Encoding, body sent, body signed, status, the answer names)
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, &'a [u8], u16, &'a str);
+    let cases: [Case; 6] = [
+        ("gzip", "gzip", gzip(&close), &close, 200, "observed"),
+        (
+            "x-gzip, with identity",
+            "identity, X-GZIP",
+            gzip(&close),
+            &close,
+            200,
+            "duplicate",
+        ),
+        (
+            "past the limit once decompressed",
+            "gzip",
+            gzip(&bomb),
+            &bomb,
+            413,
+            "once decompressed",
+        ),
+        (
+            "not gzip",
+            "gzip",
+            close.clone(),
+            &close,
+            400,
+            "not valid gzip",
+        ),
+        ("brotli", "br", close.clone(), &close, 415, "\\\"br\\\""),
+        (
+            "gzip twice",
+            "gzip, gzip",
+            gzip(&gzip(&close)),
+            &close,
+            415,
+            "gzip, gzip",
+        ),
+    ];
+    for (name, encoding, body, plain, want, says) in cases {
+        assert!(
+            body.len() < limit,
+            "{name}: the body sent is under the limit"
+        );
+        let signature = sign(plain);
+        let (status, answer) = common::post_with(
+            &agent,
+            &exporter.url("/webhook"),
+            &[
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", encoding),
+                ("x-acquire-signature", &signature),
+            ],
+            &body,
+        );
+        assert_eq!(status, want, "{name}: {answer}");
+        assert!(answer.contains(says), "{name}: {answer}");
+    }
+    let page = exporter.metrics();
+    for (reason, n) in [
+        ("payload_too_large", 1.0),
+        ("malformed_body", 1.0),
+        ("unsupported_media_type", 2.0),
+    ] {
+        let series = format!(r#"acquire_webhook_rejections_total{{reason="{reason}"}}"#);
+        assert_eq!(sample(&page, &series), Some(n), "{reason}");
+    }
+}
+
+#[test]
+fn the_envelope_keys_are_taken_in_any_letter_case() {
+    let exporter = Exporter::spawn(&["--storage.in-memory"]);
+    let data = |id: &str| {
+        serde_json::json!({
+            "id": id, "account_id": "10111", "department_id": "7", "chat_wait_time": "3",
+            "chat_duration": "60", "users": {"agent": {"role": "Operator"}},
+        })
+    };
+    let bodies = [
+        serde_json::json!({"Data": data("case-1"), "Event": "CHAT_ON_CLOSE"}),
+        serde_json::json!({"DATA": data("case-2"), "EVENT": "CHAT_ON_CLOSE"}),
+        serde_json::json!({"data": data("case-3"), "eVent": "CHAT_ON_CLOSE"}),
+    ];
+    for body in &bodies {
+        let (status, answer) = exporter.post_json(body.to_string().as_bytes());
+        assert_eq!(
+            (status, answer.as_str()),
+            (200, r#"{"status":"observed"}"#),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &exporter.metrics(),
+            r#"acquire_chat_wait_time_seconds_count{agent_role="operator",department="7"}"#
+        ),
+        Some(3.0)
+    );
+}
+
+/// Runs the binary with `args` and returns its exit code and stderr, for starts that must fail.
+fn refused_start(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acquire-exporter"))
+        .arg("--web.listen-address=127.0.0.1:0")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the exporter");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the exporter started with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn a_secret_file_of_only_whitespace_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank");
+    std::fs::write(&blank, " \t \n\n").unwrap();
+    for flag in ["--webhook.token-file", "--webhook.hmac-secret-file"] {
+        let (code, stderr) = refused_start(&[
+            "--storage.in-memory",
+            &format!("{flag}={}", blank.display()),
+        ]);
+        assert_eq!(code, Some(1), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "secret file {} holds only whitespace",
+                blank.display()
+            )),
+            "{flag}: {stderr}"
+        );
+    }
+    let (code, stderr) = refused_start(&["--storage.in-memory", "--webhook.token=   "]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("secret holds only whitespace"), "{stderr}");
+}
+
+#[test]
+fn departments_and_roles_named_none_or_other_keep_their_own_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, "departments:\n  \"12\": other\n").unwrap();
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--config.file={}", config.display()),
+    ]);
+    let closes = [
+        ("built-in none", "", None),
+        ("department id none", "none", Some("Operator")),
+        ("department id other", "other", Some("None")),
+        ("department named other", "12", Some("other")),
+        ("already escaped", "_none", Some("Operator")),
+    ];
+    for (i, (name, department, role)) in closes.iter().enumerate() {
+        let body = close_event(&format!("named-{i}"), department, *role, "3", "60");
+        let (status, answer) = exporter.post_json(&body);
+        assert_eq!(status, 200, "{name}: {answer}");
+    }
+    let page = exporter.metrics();
+    let count = |department: &str, role: &str| {
+        sample(
+            &page,
+            &format!(
+                r#"acquire_chat_wait_time_seconds_count{{agent_role="{role}",department="{department}"}}"#
+            ),
+        )
+    };
+    let series = [
+        ("none", "none", Some(1.0)),
+        ("_none", "operator", Some(1.0)),
+        ("_other", "_none", Some(1.0)),
+        ("_other", "_other", Some(1.0)),
+        ("__none", "operator", Some(1.0)),
+        ("none", "operator", None),
+        ("other", "none", None),
+        ("other", "other", None),
+    ];
+    for (department, role, want) in series {
+        assert_eq!(
+            count(department, role),
+            want,
+            "department={department}, agent_role={role}"
+        );
+    }
+    assert_eq!(
+        common::histogram_lines(&page)
+            .iter()
+            .filter(|l| l.starts_with("acquire_chat_wait_time_seconds_count"))
+            .count(),
+        5,
+        "five closes, five series"
+    );
+}
+
+#[test]
+fn sighup_neither_stops_nor_kills_the_exporter() {
+    let mut exporter = Exporter::spawn(&["--storage.in-memory"]);
+    let pid = exporter.child.id().to_string();
+    // One at a time: signals sent together may arrive as one.
+    for round in 0..3 {
+        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "SIGHUP {round} was not logged");
+            assert!(
+                exporter.child.try_wait().ok().flatten().is_none(),
+                "the exporter ended on SIGHUP {round}"
+            );
+            if let Ok(line) = exporter.logs.recv_timeout(Duration::from_millis(200))
+                && line.contains("SIGHUP received and ignored")
+            {
+                break;
+            }
+        }
+    }
+    let body = close_event("after-hup", "7", Some("Operator"), "3", "60");
+    assert_eq!(
+        exporter.post_json(&body).0,
+        200,
+        "still serving after SIGHUP"
+    );
+    assert_eq!(
+        exporter.terminate(),
+        Some(0),
+        "SIGTERM still drains and exits 0"
+    );
+}

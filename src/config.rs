@@ -180,6 +180,11 @@ pub struct RunArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// A repeated log line (a refused webhook, by reason; a failed commit) is written at most 10
+    /// times per this window, then one line counts the rest.
+    #[arg(long = "log.repeat-window", env = "ACQUIRE_EXPORTER_LOG_REPEAT_WINDOW", default_value = "1m", value_parser = parse_duration)]
+    pub log_repeat_window: Duration,
 }
 
 /// The config file, as written by the user. Every key is optional; unknown keys are errors.

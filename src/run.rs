@@ -117,6 +117,7 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(args: &RunArgs) -> Result<(), StartError> {
+    crate::logthrottle::set_window(args.log_repeat_window);
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .map_err(|e| StartError::LogLevel(e.to_string()))?;
     let builder = tracing_subscriber::fmt()
@@ -280,6 +281,13 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
             }
         })
     };
+    let log_summaries = tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            crate::logthrottle::flush();
+        }
+    });
     let state = Arc::new(AppState {
         metrics,
         exposition,
@@ -306,6 +314,8 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
     )
     .await;
     expiry.abort();
+    log_summaries.abort();
+    crate::logthrottle::finish();
     store.close().await;
     if let Err(e) = served {
         tracing::error!(error = %e, "server stopped with an error");

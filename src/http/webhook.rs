@@ -11,12 +11,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
+use tracing::Level;
 
 use super::AppState;
 use crate::admit::auth::AuthError;
 use crate::admit::{Admission, StoreError, normalise};
 use crate::decode::{self, DecodeError};
 use crate::event::{EventKind, Outcome, Reason};
+use crate::logthrottle;
 use crate::record::Metrics;
 
 /// What the sender is told of an event the exporter took.
@@ -119,7 +121,8 @@ impl WebhookError {
         }
     }
 
-    /// Count the delivery and write its one log line (never the secret, never personal data).
+    /// Count the delivery and write its one log line (never the secret, never personal data;
+    /// repeated lines are limited by [`logthrottle`]).
     fn record(&self, metrics: &Metrics) {
         let kind = self.event();
         match self.reason() {
@@ -129,17 +132,22 @@ impl WebhookError {
                     Self::Decode(e) => e.chat_id(),
                     _ => None,
                 };
-                tracing::warn!(
-                    reason = reason.as_label(),
-                    event = kind.as_label(),
-                    chat_id = chat_id.unwrap_or(""),
-                    "webhook rejected: {self}"
-                );
+                // One line per reason and window at most; the counter above stays exact.
+                if logthrottle::allow(Level::WARN, "webhook rejected", reason.as_label()) {
+                    tracing::warn!(
+                        reason = reason.as_label(),
+                        event = kind.as_label(),
+                        chat_id = chat_id.unwrap_or(""),
+                        "webhook rejected: {self}"
+                    );
+                }
             }
             None => {
                 // Not the client's fault and not acknowledged: the sender retries.
                 metrics.received(kind, Outcome::Error);
-                if let Self::Store { source, .. } = self {
+                if let Self::Store { source, .. } = self
+                    && logthrottle::allow(Level::ERROR, "could not store a webhook", "")
+                {
                     tracing::error!(error = %source, event = kind.as_label(), "could not store a webhook");
                 }
             }

@@ -385,3 +385,248 @@ fn sighup_neither_stops_nor_kills_the_exporter() {
         "SIGTERM still drains and exits 0"
     );
 }
+
+/// The log lines of the kind `like` (message prefix) written and the lines its summaries
+/// counted instead, read from `logs` until their sum reaches `expected` (or 60 s pass).
+struct LogTally {
+    written: usize,
+    suppressed: u64,
+    summaries: usize,
+}
+
+fn tally_logs(
+    exporter: &Exporter,
+    like: &str,
+    detail: &str,
+    expected: u64,
+    seen: &mut Vec<serde_json::Value>,
+) -> LogTally {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        while let Ok(line) = exporter.logs.try_recv() {
+            if let Ok(v) = serde_json::from_str(&line) {
+                seen.push(v);
+            }
+        }
+        let mut tally = LogTally {
+            written: 0,
+            suppressed: 0,
+            summaries: 0,
+        };
+        for line in seen.iter() {
+            let message = line["message"].as_str().unwrap_or("");
+            if line["like"] == like && line["detail"] == detail {
+                tally.summaries += 1;
+                tally.suppressed += line["suppressed"].as_u64().expect("a count");
+            } else if message.starts_with(like) {
+                tally.written += 1;
+            }
+        }
+        if tally.written as u64 + tally.suppressed >= expected || Instant::now() > deadline {
+            return tally;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_flood_of_refused_deliveries_floods_the_counters_not_the_log() {
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        "--webhook.token=the-right-one",
+        "--log.repeat-window=2s",
+    ]);
+    let body = close_event("flood", "7", Some("Operator"), "3", "60");
+    let (threads, each) = (4, 500);
+    let started = Instant::now();
+    let senders: Vec<_> = (0..threads)
+        .map(|_| {
+            let url = exporter.url("/webhook?token=wrong");
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let agent = common::agent();
+                for _ in 0..each {
+                    let (status, _) = common::post_with(
+                        &agent,
+                        &url,
+                        &[("Content-Type", "application/json")],
+                        &body,
+                    );
+                    assert_eq!(status, 401);
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let flood = started.elapsed();
+    let refused = (threads * each) as u64;
+    let mut seen = Vec::new();
+    let tally = tally_logs(
+        &exporter,
+        "webhook rejected",
+        "unauthorized",
+        refused,
+        &mut seen,
+    );
+    assert_eq!(
+        tally.written as u64 + tally.suppressed,
+        refused,
+        "every refusal is either written or counted in a summary"
+    );
+    // 10 lines per 2 s window that the flood touched, and the summaries.
+    let windows = flood.as_secs() / 2 + 2;
+    assert!(
+        tally.written as u64 <= 10 * windows,
+        "{} lines for {refused} refusals in {flood:?}",
+        tally.written
+    );
+    assert!(tally.summaries >= 1);
+    let summary = seen
+        .iter()
+        .find(|l| l["like"] == "webhook rejected")
+        .expect("a summary");
+    assert_eq!(summary["level"], "WARN");
+    assert!(
+        summary["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("more like this in the last 2s"),
+        "{summary}"
+    );
+    assert_eq!(
+        sample(
+            &exporter.metrics(),
+            r#"acquire_webhook_rejections_total{reason="unauthorized"}"#
+        ),
+        Some(refused as f64),
+        "the counter stays exact"
+    );
+}
+
+/// [`Exporter::spawn`] with a cap on the size of any file the exporter writes (RLIMIT_FSIZE,
+/// with SIGXFSZ ignored): writes past it fail as on a full disk.
+fn spawn_with_file_size_limit(args: &[&str], bytes: u64) -> Exporter {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_acquire-exporter"));
+    command
+        .arg("--web.listen-address=127.0.0.1:0")
+        .arg("--log.format=json")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("start the exporter");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, logs) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Owned at once, so a panic below still reaps the process.
+    let mut exporter = Exporter {
+        child,
+        base: String::new(),
+        logs,
+    };
+    loop {
+        let line = exporter
+            .logs
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the exporter did not start listening");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "listening" {
+            let address = v["address"].as_str().expect("address");
+            exporter.base = format!("http://{address}");
+            return exporter;
+        }
+    }
+}
+
+#[test]
+fn failing_commits_on_a_full_disk_write_a_bounded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = spawn_with_file_size_limit(
+        &[
+            &format!("--storage.path={}", dir.path().display()),
+            "--log.repeat-window=2s",
+        ],
+        512 * 1024,
+    );
+    let agent = common::agent();
+    let started = Instant::now();
+    let mut failed = 0u64;
+    let mut i = 0;
+    // Fill the disk, then keep delivering: each delivery fails and is answered 503.
+    while failed < 400 {
+        assert!(i < 100_000, "the file size limit never made a commit fail");
+        let body = close_event(&format!("full-{i}"), "7", Some("Operator"), "3", "60");
+        let (status, answer) = common::post_with(
+            &agent,
+            &exporter.url("/webhook"),
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        match status {
+            200 => {}
+            503 => failed += 1,
+            other => panic!("{other}: {answer}"),
+        }
+        i += 1;
+    }
+    let flood = started.elapsed();
+    let windows = flood.as_secs() / 2 + 2;
+    let mut seen = Vec::new();
+    let per_delivery = tally_logs(
+        &exporter,
+        "could not store a webhook",
+        "",
+        failed,
+        &mut seen,
+    );
+    assert_eq!(
+        per_delivery.written as u64 + per_delivery.suppressed,
+        failed,
+        "every failed delivery is either written or counted in a summary"
+    );
+    assert!(per_delivery.written as u64 <= 10 * windows);
+    let commits = tally_logs(&exporter, "storage commit failed", "", 1, &mut seen);
+    assert!(commits.written >= 1, "the commit failure is logged");
+    assert!(
+        commits.written as u64 <= 10 * windows,
+        "{} commit failure lines in {flood:?}",
+        commits.written
+    );
+    assert!(commits.written as u64 + commits.suppressed <= failed);
+    let page = exporter.metrics();
+    let errors: f64 = page
+        .lines()
+        .filter(|l| {
+            l.starts_with("acquire_webhooks_received_total{") && l.contains(r#"outcome="error""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(errors, failed as f64, "the error count stays exact");
+}

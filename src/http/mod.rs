@@ -7,11 +7,12 @@ pub mod serve;
 pub mod webconfig;
 pub mod webhook;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -79,8 +80,12 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 async fn basic_auth(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
     if let Some(web) = &state.web_config
-        && web.check_basic_auth_async(request.headers()).await == BasicAuthOutcome::Denied
+        && web.check_basic_auth_from(request.headers(), peer).await == BasicAuthOutcome::Denied
     {
         return (
             StatusCode::UNAUTHORIZED,

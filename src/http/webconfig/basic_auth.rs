@@ -1,6 +1,7 @@
-//! `basic_auth_users`: bcrypt checks, bounded and cached.
+//! `basic_auth_users`: bcrypt checks, bounded, fair between clients, and cached.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::HeaderMap;
@@ -21,6 +22,60 @@ pub(super) struct BasicAuth {
     pub(super) cache_mac: Hmac<Sha256>,
     pub(super) cache: Mutex<AuthCache>,
     pub(super) bcrypt_gate: Arc<tokio::sync::Semaphore>,
+    // One check at a time per client address: the gate's queue holds at most one per client.
+    pub(super) lanes: Mutex<HashMap<Client, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Who a check is for: an IPv4 address, or an IPv6 /64 (one host usually holds a whole /64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Client {
+    V4(u32),
+    V6(u64),
+}
+
+impl Client {
+    pub(super) fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self::V4(v4.to_bits()),
+            IpAddr::V6(v6) => Self::V6((v6.to_bits() >> 64) as u64),
+        }
+    }
+}
+
+/// A client's place in its lane; the lane is forgotten when its last user leaves.
+pub(super) struct Lane<'a> {
+    lanes: &'a Mutex<HashMap<Client, Arc<tokio::sync::Mutex<()>>>>,
+    client: Client,
+    pub(super) turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Lane<'a> {
+    pub(super) fn join(
+        lanes: &'a Mutex<HashMap<Client, Arc<tokio::sync::Mutex<()>>>>,
+        client: Client,
+    ) -> Self {
+        let turn = lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(client)
+            .or_default()
+            .clone();
+        Lane {
+            lanes,
+            client,
+            turn,
+        }
+    }
+}
+
+impl Drop for Lane<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's handle and this one: nobody else is in the lane.
+        if Arc::strong_count(&self.turn) == 2 {
+            lanes.remove(&self.client);
+        }
+    }
 }
 
 #[derive(Default)]

@@ -630,3 +630,131 @@ fn failing_commits_on_a_full_disk_write_a_bounded_log() {
         .sum();
     assert_eq!(errors, failed as f64, "the error count stays exact");
 }
+
+/// A GET from the local address `source` (any 127.x.y.z is this host on Linux), so the
+/// exporter sees another client than this test's other connections: status and body.
+fn get_from(source: &str, base: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.expect("connect")
+    });
+    let mut stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn basic_auth(user: &str, password: &str) -> String {
+    use base64_header::encode;
+    format!("Basic {}", encode(format!("{user}:{password}").as_bytes()))
+}
+
+/// Standard base64 with padding, for the basic-auth header.
+mod base64_header {
+    pub fn encode(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn a_wrong_password_flood_does_not_starve_the_first_scrape_after_a_start() {
+    let password = "the-scrapers-password";
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    let hash = bcrypt::hash(password, 10).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  scraper: {hash}\n")).unwrap();
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--web.config.file={}", web.display()),
+        "--web.request-timeout=10s",
+    ]);
+    // Many connections from 127.0.0.1 guessing passwords (a cost-10 check takes about half a
+    // second in a debug build): on one first-come queue of bcrypt checks, a newcomer waits
+    // behind every one of them, a minute, far past the request timeout. Its own lane lets it
+    // wait for about two checks.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let flood: Vec<_> = (0..128)
+        .map(|t| {
+            let (stop, refused) = (stop.clone(), refused.clone());
+            let url = exporter.url("/metrics");
+            std::thread::spawn(move || {
+                let agent = common::agent();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let guess = basic_auth("scraper", &format!("guess-{t}-{i}"));
+                    let answer = agent.get(&url).header("Authorization", &guess).call();
+                    if answer.is_ok_and(|r| r.status() == 401) {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while refused.load(std::sync::atomic::Ordering::Relaxed) < 20 {
+        assert!(Instant::now() < deadline, "the flood never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let credential = basic_auth("scraper", password);
+    let (status, page) = get_from(
+        "127.0.0.2",
+        &exporter.base,
+        "/metrics",
+        &[("Authorization", &credential)],
+    );
+    assert_eq!(
+        status, 200,
+        "the first scrape gets through the flood: {page}"
+    );
+    assert!(page.contains("acquire_exporter_build_info"));
+    // Remembered now: it passes at once even from the flooding address, past its queue.
+    let (status, _) =
+        common::get_with(&exporter.url("/metrics"), &[("Authorization", &credential)]);
+    assert_eq!(status, 200, "a remembered credential does not wait");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in flood {
+        t.join().unwrap();
+    }
+}

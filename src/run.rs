@@ -301,7 +301,11 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
     });
     let limits = crate::http::serve::ServerLimits {
         header_read_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        send_timeout: args.request_timeout,
+        max_connection_age: args.max_connection_age,
         max_connections: args.max_connections,
+        max_connections_per_client: args.max_connections_per_client,
         tls_handshake_timeout: args.header_timeout,
     };
     let served = crate::http::serve::serve(

@@ -1,7 +1,6 @@
 //! `basic_auth_users`: bcrypt checks, bounded, fair between clients, and cached.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::HeaderMap;
@@ -11,6 +10,7 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
 use super::*;
+use crate::http::serve::Client;
 
 /// The basic-auth users and the cache of successful verifications.
 pub(super) struct BasicAuth {
@@ -24,22 +24,6 @@ pub(super) struct BasicAuth {
     pub(super) bcrypt_gate: Arc<tokio::sync::Semaphore>,
     // One check at a time per client address: the gate's queue holds at most one per client.
     pub(super) lanes: Mutex<HashMap<Client, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Who a check is for: an IPv4 address, or an IPv6 /64 (one host usually holds a whole /64).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Client {
-    V4(u32),
-    V6(u64),
-}
-
-impl Client {
-    pub(super) fn of(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => Self::V4(v4.to_bits()),
-            IpAddr::V6(v6) => Self::V6((v6.to_bits() >> 64) as u64),
-        }
-    }
 }
 
 /// A client's place in its lane; the lane is forgotten when its last user leaves.

@@ -31,10 +31,9 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion
 mod basic_auth;
 mod raw;
 
-use self::basic_auth::{
-    AuthCache, BasicAuth, Client, Lane, Lookup, PendingVerify, basic_credentials,
-};
+use self::basic_auth::{AuthCache, BasicAuth, Lane, Lookup, PendingVerify, basic_credentials};
 use self::raw::{RawConfig, Validator, is_set};
+use crate::http::serve::Client;
 
 /// Successful basic-auth verifications remembered, so a scrape every 15 s skips bcrypt.
 pub(super) const AUTH_CACHE_CAPACITY: usize = 64;

@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -757,4 +758,165 @@ fn a_wrong_password_flood_does_not_starve_the_first_scrape_after_a_start() {
     for t in flood {
         t.join().unwrap();
     }
+}
+
+/// One request on a raw tokio stream: writes it, reads the answer's head and its
+/// Content-Length body; the status.
+async fn exchange(stream: &tokio::net::TcpStream, request: &[u8]) -> std::io::Result<u16> {
+    let mut rest = request;
+    while !rest.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                return head
+                    .get(9..12)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| std::io::Error::other("no status"));
+            }
+        }
+        stream.readable().await?;
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[test]
+fn keep_alive_hogs_at_the_connection_cap_never_keep_a_new_webhook_waiting() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let exporter = Exporter::spawn(&["--storage.in-memory"]);
+    let addr: std::net::SocketAddr = exporter.base.trim_start_matches("http://").parse().unwrap();
+    // The hog: 1,024 keep-alive connections (the default cap), each sending GET /-/healthy every
+    // 5 s and reconnecting whenever the server closes it.
+    const HOGS: usize = 1024;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let connected = Arc::new(AtomicU64::new(0));
+    let hog = {
+        let (stop, answered, connected) = (stop.clone(), answered.clone(), connected.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let request = format!("GET /-/healthy HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                let tasks: Vec<_> = (0..HOGS)
+                    .map(|k| {
+                        let (stop, answered, connected) =
+                            (stop.clone(), answered.clone(), connected.clone());
+                        let request = request.clone();
+                        tokio::spawn(async move {
+                            // Spread over the period, as 1,024 independent clients would be.
+                            let period = Duration::from_secs(5);
+                            let start = tokio::time::Instant::now()
+                                + period.mul_f64(k as f64 / HOGS as f64);
+                            let mut tick = tokio::time::interval_at(start, period);
+                            let mut stream = None;
+                            let mut first = true;
+                            while !stop.load(Ordering::Relaxed) {
+                                tick.tick().await;
+                                if stream.is_none() {
+                                    stream = tokio::net::TcpStream::connect(addr).await.ok();
+                                }
+                                let Some(s) = &stream else { continue };
+                                match exchange(s, request.as_bytes()).await {
+                                    Ok(200) => {
+                                        answered.fetch_add(1, Ordering::Relaxed);
+                                        if first {
+                                            connected.fetch_add(1, Ordering::Relaxed);
+                                            first = false;
+                                        }
+                                    }
+                                    _ => stream = None,
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let _ = task.await;
+                }
+            });
+        })
+    };
+    // Every hog has been answered once: the cap is full of keep-alive connections.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while connected.load(Ordering::Relaxed) < HOGS as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} hogs got in",
+            connected.load(Ordering::Relaxed)
+        );
+        assert!(!hog.is_finished());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Webhooks from new connections, throughout more than two of the hog's periods.
+    let mut slowest = Duration::ZERO;
+    let mut slowest_at = 0;
+    let probes = 60;
+    for i in 0..probes {
+        let body = close_event(&format!("probe-{i}"), "7", Some("Operator"), "3", "60");
+        let head = format!(
+            "POST /webhook HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let sent = Instant::now();
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        // The acceptance bound of the issue; no answer at all is what the hog caused before.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        let took = sent.elapsed();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok() && text.starts_with("HTTP/1.1 200"),
+            "probe {i}: no answer within 1 s ({took:?}, {read:?}): {text}"
+        );
+        if took > slowest {
+            (slowest, slowest_at) = (took, i);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "slowest of {probes} webhooks from a new connection: {slowest:?} (probe {slowest_at})"
+    );
+    let before = answered.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        answered.load(Ordering::Relaxed) > before,
+        "the hog itself is still being served"
+    );
+    stop.store(true, Ordering::Relaxed);
+    hog.join().unwrap();
+    assert_eq!(
+        sample(
+            &exporter.metrics(),
+            r#"acquire_chat_wait_time_seconds_count{agent_role="operator",department="7"}"#
+        ),
+        Some(probes as f64)
+    );
 }

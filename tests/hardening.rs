@@ -920,3 +920,129 @@ fn keep_alive_hogs_at_the_connection_cap_never_keep_a_new_webhook_waiting() {
         Some(probes as f64)
     );
 }
+
+/// The peak resident memory of `pid` since the last [`reset_peak_rss`], in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Starts a new peak-memory measurement (Linux: `5` in `clear_refs` resets VmHWM to VmRSS).
+fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
+}
+
+#[test]
+fn concurrent_scrapes_share_their_pages_and_memory_stays_near_one_page() {
+    let (departments, roles) = (800, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!("limits:\n  max_departments: {}\n", departments + 10),
+    )
+    .unwrap();
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--config.file={}", config.display()),
+    ]);
+    let role_names = [
+        "administrator",
+        "operator",
+        "supervisor",
+        "agent",
+        "manager",
+    ];
+    let posters: Vec<_> = (0..8)
+        .map(|t| {
+            let url = exporter.url("/webhook");
+            std::thread::spawn(move || {
+                let agent = common::agent();
+                for i in (t..departments * roles).step_by(8) {
+                    let (d, r) = (i % departments, i / departments);
+                    let body = close_event(
+                        &format!("page-{i}"),
+                        &format!("d{d}"),
+                        Some(role_names[r]),
+                        "3",
+                        "60",
+                    );
+                    let (status, _) = common::post_with(
+                        &agent,
+                        &url,
+                        &[("Content-Type", "application/json")],
+                        &body,
+                    );
+                    assert_eq!(status, 200);
+                }
+            })
+        })
+        .collect();
+    for p in posters {
+        p.join().unwrap();
+    }
+    let series = departments * roles;
+    let pid = exporter.child.id();
+    /// What one scraper saw: bytes, wait-histogram series, and whether the page ended with a
+    /// line break. A body shorter than its Content-Length fails the read.
+    fn scrape(url: &str) -> (usize, usize, bool) {
+        use std::io::BufRead;
+        let mut response = common::agent().get(url).call().expect("GET /metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        let mut reader =
+            std::io::BufReader::new(response.body_mut().with_config().limit(1 << 30).reader());
+        let (mut bytes, mut counts, mut ended, mut line) = (0, 0, false, Vec::new());
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).expect("read the page");
+            if n == 0 {
+                break;
+            }
+            bytes += n;
+            counts += usize::from(line.starts_with(b"acquire_chat_wait_time_seconds_count{"));
+            ended = line.last() == Some(&b'\n');
+        }
+        (bytes, counts, ended)
+    }
+    let url = exporter.url("/metrics");
+    reset_peak_rss(pid);
+    let before = peak_rss_kib(pid);
+    let (page_bytes, counts, ended) = scrape(&url);
+    assert_eq!(counts, series);
+    assert!(ended, "a page ends with a line break");
+    let one = peak_rss_kib(pid).saturating_sub(before);
+    // 50 scrapers at once, twice each.
+    reset_peak_rss(pid);
+    let before = peak_rss_kib(pid);
+    let scrapers: Vec<_> = (0..50)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || [scrape(&url), scrape(&url)])
+        })
+        .collect();
+    for s in scrapers {
+        for (bytes, counts, ended) in s.join().unwrap() {
+            assert_eq!(counts, series, "every scraper gets every series");
+            assert!(ended, "and the page to its end");
+            assert!(
+                bytes.abs_diff(page_bytes) < page_bytes / 10,
+                "{bytes} bytes, one page is {page_bytes}"
+            );
+        }
+    }
+    let fifty = peak_rss_kib(pid).saturating_sub(before);
+    eprintln!(
+        "page {} KiB; peak RSS growth: one scrape {one} KiB, 50 at once {fifty} KiB",
+        page_bytes / 1024
+    );
+    // About three pages at most live at once; 50 unshared pages would be fifty.
+    assert!(
+        fifty < 8 * (page_bytes as u64 / 1024),
+        "50 concurrent scrapes grew the peak RSS by {fifty} KiB; one page is {} KiB",
+        page_bytes / 1024
+    );
+}

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
-use super::scrape::{PageError, Pages};
+use super::scrape::{PageBody, PageError, Pages};
 use crate::expose;
 
 /// `GET /metrics`: the page in the format the scraper asked for, gzipped if it may be; one
@@ -38,7 +38,7 @@ pub async fn metrics(
         }
         Err(PageError::Failed) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let mut response = body.into_response();
+    let mut response = axum::body::Body::new(PageBody::new(body)).into_response();
     if gzip {
         response
             .headers_mut()

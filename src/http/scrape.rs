@@ -12,6 +12,9 @@
 //! - So at most [`MAX_PAGES`] encoding threads run, off the threads that answer webhooks, and at a
 //!   lower CPU priority than them (nice [`ENCODE_NICENESS`] on Linux): when the CPU is short,
 //!   webhooks keep their latency and scrapes take longer.
+//! - A page is sent in slices of [`SLICE`] bytes (no copy), and its connection lets the other
+//!   tasks run between two slices ([`PageBody`]): a webhook never waits behind a whole page, only
+//!   behind one slice of each page being sent.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +31,59 @@ pub const MAX_PAGES: usize = 3;
 /// The niceness of an encoding thread: at 10 the scheduler gives a thread answering webhooks
 /// about ten times its share of a busy core.
 pub const ENCODE_NICENESS: i32 = 10;
+
+/// The bytes of a page sent before its connection lets other tasks run.
+pub const SLICE: usize = 128 * 1024;
+
+/// A shared page as a response body: [`SLICE`]-sized frames of the one buffer, with a yield to
+/// the scheduler between two of them.
+pub struct PageBody {
+    page: Bytes,
+    yielded: bool,
+}
+
+impl PageBody {
+    /// The body of `page`.
+    pub fn new(page: Bytes) -> Self {
+        Self {
+            page,
+            yielded: false,
+        }
+    }
+}
+
+impl hyper::body::Body for PageBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if self.page.is_empty() {
+            return Poll::Ready(None);
+        }
+        if !self.yielded {
+            // Back of the run queue: the webhooks waiting there go first.
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
+        let n = self.page.len().min(SLICE);
+        let slice = self.page.split_to(n);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(slice))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.page.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.page.len() as u64)
+    }
+}
 
 /// Why no page could be had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

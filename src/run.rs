@@ -157,6 +157,7 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(args: &RunArgs) -> Result<(), StartError> {
+    crate::logthrottle::set_window(args.log_repeat_window);
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .map_err(|e| StartError::LogLevel(e.to_string()))?;
     let builder = tracing_subscriber::fmt()
@@ -305,9 +306,20 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
             _ = load_failed => {}
         }
     };
+    let log_summaries = tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            crate::logthrottle::flush();
+        }
+    });
     let limits = crate::http::serve::ServerLimits {
         header_read_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        send_timeout: args.request_timeout,
+        max_connection_age: args.max_connection_age,
         max_connections: args.max_connections,
+        max_connections_per_client: args.max_connections_per_client,
         tls_handshake_timeout: args.header_timeout,
     };
     let server = tokio::spawn(crate::http::serve::serve(
@@ -357,6 +369,8 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
     if let Some(worker) = worker {
         worker.stop();
     }
+    log_summaries.abort();
+    crate::logthrottle::finish();
     store.close().await;
     match served {
         Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),

@@ -627,7 +627,9 @@ fn writer(
             }
             Err(e) => {
                 healthy.store(false, Ordering::Relaxed);
-                tracing::error!(error = %e, events = batch.len(), "storage commit failed; the deliveries get 503 and the sender retries");
+                if crate::logthrottle::allow(tracing::Level::ERROR, "storage commit failed", "") {
+                    tracing::error!(error = %e, events = batch.len(), "storage commit failed; the deliveries get 503 and the sender retries");
+                }
                 answers.send(
                     batch
                         .drain(..)

@@ -2,15 +2,22 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
-use crate::expose::{self, Output};
+use super::scrape::{PageBody, PageError, Pages};
+use crate::expose;
 
-/// `GET /metrics`: the page in the format the scraper asked for, gzipped if it may be.
-pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `GET /metrics`: the page in the format the scraper asked for, gzipped if it may be; one
+/// encode shared by every scraper asking meanwhile ([`Pages`]).
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    Extension(pages): Extension<Arc<Pages>>,
+    headers: HeaderMap,
+) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = expose::negotiate(accept);
     let gzip = expose::accepts_gzip(
@@ -26,24 +33,20 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         )
             .into_response();
     }
-    // Thousands of series take milliseconds to encode: off the threads that answer webhooks.
-    let encode = move || {
-        let mut out = if gzip {
-            Output::gzip()
-        } else {
-            Output::whole(Vec::with_capacity(64 * 1024))
-        };
-        state.exposition.write(format, &mut out);
-        out.into_vec()
-    };
-    let body = match tokio::task::spawn_blocking(encode).await {
+    let wait = state.request_timeout / 2;
+    let body = match pages.page(&state.exposition, format, gzip, wait).await {
         Ok(body) => body,
-        Err(e) => {
-            tracing::error!(error = %e, "encoding the metrics failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        Err(e @ PageError::Busy) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                format!("{e}\n"),
+            )
+                .into_response();
         }
+        Err(PageError::Failed) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let mut response = body.into_response();
+    let mut response = axum::body::Body::new(PageBody::new(body)).into_response();
     if gzip {
         response
             .headers_mut()

@@ -198,7 +198,7 @@ fn the_staffing_gauges_follow_the_posted_events() {
                 let required = sample(
                     &m,
                     &format!(
-                        r#"acquire_agents_required{{department="{department}",target="{label}"}}"#
+                        r#"acquire_agents_required{{department="{department}",model="erlang_c",target="{label}"}}"#
                     ),
                 );
                 let want = erlang_c_agents(load / c, aht / c, share, wait);
@@ -216,7 +216,7 @@ fn the_staffing_gauges_follow_the_posted_events() {
             sample(
                 &m,
                 &format!(
-                    r#"acquire_agents_required{{department="{department}",target="80%/60s"}}"#
+                    r#"acquire_agents_required{{department="{department}",model="erlang_c",target="80%/60s"}}"#
                 ),
             )
             .unwrap()
@@ -225,5 +225,162 @@ fn the_staffing_gauges_follow_the_posted_events() {
             required("4") > required("none"),
             "the busier department needs more"
         );
+    }
+}
+
+/// A close in the wire shape with the given wait (`None`: no value) and no agent unless one is
+/// given.
+fn close_with(id: &str, department: &str, wait: Option<u32>, duration: u32) -> Vec<u8> {
+    let (users, wait) = match wait {
+        Some(w) => (
+            serde_json::json!({"agent": {"role": "Operator"}}).to_string(),
+            w.to_string(),
+        ),
+        None => ("{}".to_owned(), "null".to_owned()),
+    };
+    serde_json::json!({
+        "id": id, "account_id": "1", "department_id": department,
+        "chat_wait_time": wait, "chat_duration": duration.to_string(),
+        "users": users, "by": "agent-1", "event": "CHAT_ON_CLOSE",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn patience_and_abandonment_follow_a_scripted_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = spawn(dir.path(), 1);
+    let gauge = |m: &str, name: &str| sample(m, &format!(r#"{name}{{department="9"}}"#));
+    // Answered after 10, 20, 30 and 40 s: nobody gave up, no patience estimate yet.
+    for (i, wait) in [10, 20, 30, 40].into_iter().enumerate() {
+        post(
+            &exporter,
+            &close_with(&format!("a{i}"), "9", Some(wait), 300),
+        );
+    }
+    let m = exporter.metrics();
+    assert_eq!(gauge(&m, "acquire_visitor_patience_seconds"), None);
+    assert_eq!(gauge(&m, "acquire_chats_abandoned_total"), None);
+    assert!(
+        !m.contains(r#"department="9",model="erlang_a""#),
+        "no Erlang A without a patience"
+    );
+    // Two visitors leave, no start seen: each one's time in queue is its chat's duration.
+    post(&exporter, &close_with("b1", "9", None, 50));
+    post(&exporter, &close_with("b2", "9", None, 150));
+    // Accepted, then closed with no wait: answered, not abandoned, no time in queue.
+    post(&exporter, &accept("c1", "agent-2"));
+    post(&exporter, &close_with("c1", "9", None, 200));
+    let m = exporter.metrics();
+    assert_eq!(gauge(&m, "acquire_chats_abandoned_total"), Some(2.0));
+    assert_eq!(gauge(&m, "acquire_chats_unanswered_total"), Some(3.0));
+    assert_eq!(
+        gauge(&m, "acquire_visitor_patience_seconds"),
+        Some((10.0 + 20.0 + 30.0 + 40.0 + 50.0 + 150.0) / 2.0)
+    );
+    // Erlang A with that patience, beside Erlang C, for every target.
+    let rate = gauge(&m, "acquire_chat_arrivals_per_second").unwrap();
+    let aht = gauge(&m, "acquire_chat_mean_handle_time_seconds").unwrap();
+    for (share, wait, label) in TARGETS {
+        let target = acquire_exporter::staffing::Target {
+            share,
+            wait_seconds: wait,
+        };
+        let want =
+            acquire_exporter::staffing::erlang_a::agents_required(rate, aht, 150.0, target, 1.0)
+                .unwrap();
+        let got = sample(
+            &m,
+            &format!(
+                r#"acquire_agents_required{{department="9",model="erlang_a",target="{label}"}}"#
+            ),
+        );
+        assert_eq!(got, Some(f64::from(want)), "{label}");
+        assert!(
+            sample(
+                &m,
+                &format!(
+                    r#"acquire_agents_required{{department="9",model="erlang_c",target="{label}"}}"#
+                )
+            )
+            .is_some()
+        );
+    }
+    // A third leaves after 300 s: (200 + 200 + 300) / 3.
+    post(&exporter, &close_with("b3", "9", None, 300));
+    let m = exporter.metrics();
+    assert_eq!(gauge(&m, "acquire_chats_abandoned_total"), Some(3.0));
+    assert_eq!(
+        gauge(&m, "acquire_visitor_patience_seconds"),
+        Some(600.0 / 3.0)
+    );
+    // A start seen: the time in queue is from start to close, as the exporter received them.
+    post(&exporter, &start("d1", "9"));
+    let started = Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    post(&exporter, &close_with("d1", "9", None, 5000));
+    let waited = started.elapsed().as_secs_f64();
+    let patience = gauge(&exporter.metrics(), "acquire_visitor_patience_seconds").unwrap();
+    let queued = patience * 4.0 - 600.0;
+    assert!(
+        (0.25..=waited + 0.1).contains(&queued),
+        "start to close ({queued} s), not the duration (5000 s)"
+    );
+}
+
+#[test]
+fn the_forecast_and_the_week_plan_come_from_the_same_hour_of_the_previous_weeks() {
+    // 30 chats an hour, 240 s each, nobody gives up; a few chats at other hours.
+    let weekly = common::history::coming_hours_of_past_weeks();
+    let now_hour = common::history::now_hour();
+    let noise: Vec<i64> = (3..40).map(|back| now_hour - back).collect();
+    let dir = tempfile::tempdir().unwrap();
+    common::history::seed(dir.path(), "7", &weekly, 30, &noise);
+    let exporter = Exporter::spawn(&[&format!("--storage.path={}", dir.path().display())]);
+    let target = acquire_exporter::staffing::Target::default();
+    let want =
+        acquire_exporter::staffing::agents_required(30.0 / 3600.0, 240.0, target, 1.0).unwrap();
+    let forecast = sample(
+        &exporter.metrics(),
+        &format!(
+            r#"acquire_agents_forecast{{department="7",target="{}"}}"#,
+            target.label()
+        ),
+    );
+    assert_eq!(forecast, Some(f64::from(want)), "30 chats an hour of 240 s");
+    drop(exporter);
+
+    // The same history from the store folder: the week plan's cell of that hour.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"))
+        .args(["plan", "--format", "json", "--history"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = plan.to_string();
+    assert!(text.contains("\"7\""), "department 7 is planned: {text}");
+    let cells: Vec<&serde_json::Value> = plan["departments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["department"] == "7")
+        .unwrap()["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["arrivals_per_hour"] == 30.0)
+        .collect();
+    assert!(
+        !cells.is_empty(),
+        "the weekly hours show 30 chats an hour: {text}"
+    );
+    for c in cells {
+        assert_eq!(c["agents_required"][target.label()], want, "{c}");
     }
 }

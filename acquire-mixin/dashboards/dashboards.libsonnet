@@ -167,7 +167,7 @@ local g = import 'panels.libsonnet';
             'short',
             [
               g.target('A', 'sum by (department) (%s) * 3600' % dedup('rate(acquire_chats_unanswered_total{%s}[$__rate_interval])' % fd), 'unanswered {{department}}'),
-              g.target('coming_abandoned', 'sum by (department) (%s) * 3600' % dedup('rate(acquire_chats_abandoned_total{%s}[$__rate_interval])' % fd), 'abandoned {{department}}'),
+              g.target('abandoned', 'sum by (department) (%s) * 3600' % dedup('rate(acquire_chats_abandoned_total{%s}[$__rate_interval])' % fd), 'abandoned {{department}}'),
             ],
             link('acquirechatabandonmenthigh', 'AcquireChatAbandonmentHigh'),
           )],
@@ -323,7 +323,7 @@ local g = import 'panels.libsonnet';
                 dedup('acquire_agents_required{%s,model!="erlang_a"}' % fd),
               ], 'required {{department}} ({{target}})'),
               g.target('B', 'max by (department) (%s)' % dedup('acquire_agents_seen{%s}' % fd), 'seen {{department}}'),
-              g.target('coming_forecast', 'max by (department, target) (%s)' % dedup('acquire_agents_forecast{%s}' % fd), 'forecast {{department}} ({{target}})'),
+              g.target('forecast', 'max by (department, target) (%s)' % dedup('acquire_agents_forecast{%s}' % fd), 'forecast {{department}} ({{target}})'),
             ],
             link('acquireagentsbelowrequired', 'AcquireAgentsBelowRequired'),
           )],
@@ -334,7 +334,7 @@ local g = import 'panels.libsonnet';
             [
               g.target('A', 'max by (department) (%s) * 3600' % dedup('acquire_chat_arrivals_per_second{%s}' % fd), 'arrivals per hour {{department}}'),
               g.target('B', 'max by (department) (%s)' % dedup('acquire_chat_mean_handle_time_seconds{%s}' % fd), 'handle time {{department}}'),
-              g.target('coming_patience', 'max by (department) (%s)' % dedup('acquire_visitor_patience_seconds{%s}' % fd), 'patience {{department}}'),
+              g.target('patience', 'max by (department) (%s)' % dedup('acquire_visitor_patience_seconds{%s}' % fd), 'patience {{department}}'),
             ],
             link('staffing', 'staffing'),
           ) + { fieldConfig+: { overrides+: [{ matcher: { id: 'byFrameRefID', options: 'A' }, properties: [{ id: 'unit', value: 'short' }] }] } }],

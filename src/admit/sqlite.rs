@@ -102,6 +102,43 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// The database in `folder`, to read only (a plan from its history while the exporter
+    /// runs): nothing is created or migrated, and it cannot be started.
+    pub fn open_read_only(folder: &Path) -> Result<Self> {
+        let path = folder.join(FILE_NAME);
+        let read = || -> Result<Connection> {
+            let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            Ok(conn)
+        };
+        let conn = read().map_err(|e| at(&path, e))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| at(&path, e.into()))?;
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                path,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let epoch_ms = conn
+            .query_row("SELECT value FROM meta WHERE key = 'epoch_ms'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| at(&path, e.into()))?;
+        Ok(Sqlite {
+            path,
+            epoch_ms,
+            side: Mutex::new(conn),
+            healthy: Arc::new(AtomicBool::new(true)),
+            idle: Mutex::new(None),
+            writer: Mutex::new(None),
+        })
+    }
+}
+
 /// A start-up error, with the database's path.
 fn at(path: &Path, e: StoreError) -> StoreError {
     match e {

@@ -197,7 +197,7 @@ impl Exposition {
             "Events older than the retention deleted from the store (their contribution stays in the snapshot)",
             pruned.clone(),
         );
-        live::register(&mut registry, metrics.live());
+        live::register(&mut registry, &metrics);
         let chats = chats::ChatFamilies::new(metrics.chats());
         Exposition {
             metrics,

@@ -12,6 +12,7 @@
 //! - the exporter's store folder, or a `postgres://` URL: the store's hour-of-week aggregates
 //!   (recognised here; read by [`HistorySource::load`] once the store keeps them).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -20,13 +21,17 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::{Format, PlanArgs, PlanError, Result};
+use crate::admit::Engine;
 use crate::admit::normalise;
+use crate::admit::sqlite::Sqlite;
 use crate::decode;
 use crate::event::ChatKind;
+use crate::event::Seq;
+use crate::record::snapshot;
 use crate::staffing::Target;
 use crate::staffing::history::{
-    Cell, DEFAULT_WEEKS, DepartmentPlan, HOURS_PER_WEEK, History, PlanSettings, Slot, UtcOffset,
-    WeekPlan, Weekday, days_from_civil, local_time, week_plan,
+    Cell, DEFAULT_WEEKS, DepartmentPlan, HOURS_PER_WEEK, History, HourTotals, PlanSettings, Slot,
+    UtcOffset, WeekPlan, Weekday, days_from_civil, local_time, week_plan,
 };
 
 /// The longest line of a history file: far above any close event (the receiver takes bodies of
@@ -98,16 +103,78 @@ impl HistorySource {
     pub fn load(&self, offset: UtcOffset, weeks: u32) -> Result<Loaded> {
         match self {
             Self::CloseEvents(path) => read_close_events(path, &self.shown(), offset, weeks),
-            Self::StoreFolder(_) | Self::Postgres(_) => Err(PlanError::Source {
+            Self::StoreFolder(path) => {
+                let engine = Sqlite::open_read_only(path).map_err(|e| PlanError::Source {
+                    path: self.shown(),
+                    problem: e.to_string(),
+                })?;
+                read_store(&engine, &self.shown(), weeks)
+            }
+            Self::Postgres(_) => Err(PlanError::Source {
                 path: self.shown(),
-                problem: format!(
-                    "this build plans from a close events file only; reading the hour-of-week \
-                     history of a {} comes with the store's hour-of-week aggregates",
-                    self.kind()
-                ),
+                problem: "this build reads a PostgreSQL store only with the PostgreSQL engine"
+                    .to_owned(),
             }),
         }
     }
+}
+
+/// The hour-of-week history a store keeps: its newest snapshot's, and the close events after it
+/// added in the same way as the exporter adds them.
+pub fn read_store(engine: &dyn Engine, shown: &str, weeks: u32) -> Result<Loaded> {
+    let store_error = |problem: String| PlanError::Source {
+        path: shown.to_owned(),
+        problem,
+    };
+    let mut loaded = Loaded {
+        history: History::new(),
+        closes: 0,
+        other_events: 0,
+    };
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut after = 0;
+    if let Some(stored) = engine
+        .load_snapshot()
+        .map_err(|e| store_error(e.to_string()))?
+    {
+        let state = snapshot::decode(&stored.bytes)
+            .map_err(|e| store_error(format!("the snapshot at event {}: {e}", stored.seq)))?;
+        for (department, hours) in &state.history {
+            for (hour, t) in hours {
+                loaded.history.add(
+                    department,
+                    *hour,
+                    &HourTotals {
+                        arrivals: t.arrivals,
+                        answered: t.answered,
+                        abandoned: t.abandoned,
+                        handle_seconds: t.handle_seconds,
+                        queue_seconds: t.queue_seconds,
+                    },
+                );
+            }
+        }
+        loaded.history.set_covered(state.history_covered);
+        names = state.departments.known.into_iter().collect();
+        after = stored.seq;
+    }
+    engine
+        .replay(after, Seq::MAX, &mut |e| {
+            if e.kind != ChatKind::Close {
+                loaded.other_events += 1;
+                return;
+            }
+            let department = match names.get(&e.department_id) {
+                Some(name) => name.as_str(),
+                None if e.department_id.is_empty() => crate::record::NONE,
+                None => e.department_id.as_str(),
+            };
+            crate::record::add_arrival(&mut loaded.history, department, e);
+            loaded.closes += 1;
+        })
+        .map_err(|e| store_error(e.to_string()))?;
+    keep_recent(&mut loaded.history, weeks);
+    Ok(loaded)
 }
 
 /// `postgres://user:secret@host/db` as `postgres://…@host/db`.

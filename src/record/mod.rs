@@ -377,7 +377,7 @@ impl Metrics {
         match e.kind {
             ChatKind::Close => {
                 let department = self.labeler.department(&e.department_id);
-                self.record_arrival(&department, e, at);
+                self.record_arrival(&department, e);
                 let role = self.labeler.role(e.agent_role.as_deref());
                 if e.wait_seconds.is_none() {
                     self.unanswered
@@ -411,21 +411,9 @@ impl Metrics {
         }
     }
 
-    /// The closed chat in the hour-of-week history, in the hour it arrived: its close less its
-    /// duration and its wait.
-    fn record_arrival(&self, department: &Value, e: &ChatEvent, at: f64) {
-        let elapsed = e.duration_seconds.unwrap_or(0.0) + e.wait_seconds.unwrap_or(0.0);
-        let mut history = lock(&self.history);
-        let before = history.newest_hour();
-        history.add_close(
-            &department.0,
-            at - elapsed,
-            e.wait_seconds,
-            e.duration_seconds,
-        );
-        if let Some(newest) = history.newest_hour().filter(|n| Some(*n) != before) {
-            history.forget_before(newest - HOURS_PER_WEEK * i64::from(MAX_WEEKS));
-        }
+    /// The closed chat in the hour-of-week history (see [`add_arrival`]).
+    fn record_arrival(&self, department: &Value, e: &ChatEvent) {
+        add_arrival(&mut lock(&self.history), &department.0, e);
     }
 
     /// The hour-of-week history, locked.
@@ -486,6 +474,23 @@ impl Metrics {
     /// Observations of the wait histogram, summed over series (for tests and the load generator).
     pub fn wait_count(&self) -> u64 {
         self.chats.wait_count()
+    }
+}
+
+/// A closed chat into an hour-of-week history, in the hour it arrived: its close less its
+/// duration and its wait. The history keeps [`MAX_WEEKS`] weeks.
+pub fn add_arrival(history: &mut History, department: &str, e: &ChatEvent) {
+    let closed_at = e.received_ms as f64 / 1000.0;
+    let elapsed = e.duration_seconds.unwrap_or(0.0) + e.wait_seconds.unwrap_or(0.0);
+    let before = history.newest_hour();
+    history.add_close(
+        department,
+        closed_at - elapsed,
+        e.wait_seconds,
+        e.duration_seconds,
+    );
+    if let Some(newest) = history.newest_hour().filter(|n| Some(*n) != before) {
+        history.forget_before(newest - HOURS_PER_WEEK * i64::from(MAX_WEEKS));
     }
 }
 

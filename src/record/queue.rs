@@ -12,7 +12,7 @@
 //! stopped. The clock enters only when a scrape reads the state: a chat that has waited longer
 //! than the expiry time at that moment is shown as expired, not as waiting.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,9 +139,10 @@ pub struct State {
     waiting: HashMap<ChatKey, Waiting>,
     /// The waiting chats by start time, to expire the oldest first.
     by_since: BTreeSet<(At, ChatKey)>,
-    /// Chats accepted or closed, by the hash of their id: a late start must not queue them
-    /// again. Bounded by the expiry time and by [`MAX_FINISHED`].
-    finished: HashSet<u64>,
+    /// Chats accepted or closed, by the hash of their id, and whether an agent accepted them: a
+    /// late start must not queue them again, and a close with no wait of a chat that was
+    /// accepted was answered. Bounded by the expiry time and by [`MAX_FINISHED`].
+    finished: HashMap<u64, bool>,
     /// `finished` in the order it was filled, with when, to forget the oldest first.
     finished_order: VecDeque<(u64, f64)>,
     /// Departments seen in the queue or the staffing window.
@@ -151,6 +152,8 @@ pub struct State {
     accept_time: HashMap<Value, ClassicHistogram>,
     /// Chats that left the queue after the expiry time, per department.
     expired: HashMap<Value, u64>,
+    /// Chats closed without being answered, per department.
+    abandoned: HashMap<Value, u64>,
     dropped_starts: u64,
 }
 
@@ -263,7 +266,7 @@ impl Live {
         let mut s = self.lock();
         self.advance(&mut s, at);
         let k = key(e);
-        if s.waiting.contains_key(&k) || s.finished.contains(&finished_hash(&k)) {
+        if s.waiting.contains_key(&k) || s.finished.contains_key(&finished_hash(&k)) {
             return;
         }
         if s.waiting.len() >= MAX_WAITING {
@@ -303,23 +306,41 @@ impl Live {
                 self.seen(&mut s, &w.department, agent, at);
             }
         }
-        s.finish(k, at);
+        s.finish(k, at, true);
     }
 
     /// A chat closed at `at`; `department` is its label value.
+    ///
+    /// It was abandoned when it closed without being answered: no wait, and no accept seen.
+    /// Its time in queue: the wait of an answered chat; for an abandoned one, from its start to
+    /// its close when the start was seen, else its duration (a visitor who leaves silently keeps
+    /// the chat open until it times out, which inflates it).
     pub fn closed(&self, e: &ChatEvent, department: &Value, at: f64) {
         let mut s = self.lock();
         self.advance(&mut s, at);
         let k = key(e);
-        if let Some(w) = s.waiting.remove(&k) {
+        let waited = s.waiting.remove(&k);
+        if let Some(w) = &waited {
             s.by_since.remove(&(At(w.since), k.clone()));
         }
-        s.finish(k, at);
+        let accepted = s.finished.get(&finished_hash(&k)).copied().unwrap_or(false);
+        let queued = match e.wait_seconds {
+            Some(wait) => Some((wait, false)),
+            None if accepted => None,
+            None => waited
+                .map(|w| (at - w.since).max(0.0))
+                .or(e.duration_seconds)
+                .map(|queue| (queue, true)),
+        };
+        if e.wait_seconds.is_none() && !accepted {
+            *s.abandoned.entry(department.clone()).or_default() += 1;
+        }
+        s.finish(k, at, false);
         s.departments.insert(department.clone());
         let d = self.department(&mut s, department);
         // Only chats an agent took carry a handle time; every closed chat is an arrival.
         let handle_time = e.agent_role.as_ref().and(e.duration_seconds);
-        d.window.record(at, handle_time);
+        d.window.record_queued(at, handle_time, queued);
         if let Some(agent) = &e.agent_id {
             self.seen(&mut s, department, agent, at);
         }
@@ -404,11 +425,16 @@ impl Live {
         QueueState {
             frontier: s.frontier,
             waiting,
-            finished: s.finished_order.iter().copied().collect(),
+            finished: s
+                .finished_order
+                .iter()
+                .map(|&(chat, at)| (chat, at, s.finished.get(&chat).copied().unwrap_or(false)))
+                .collect(),
             departments: s.departments.iter().map(|d| d.0.to_string()).collect(),
             staffing,
             accept_time,
             expired: named(&s.expired),
+            abandoned: named(&s.abandoned),
             dropped_starts: s.dropped_starts,
         }
     }
@@ -444,8 +470,8 @@ impl Live {
                 },
             );
         }
-        for &(chat, at) in &q.finished {
-            if s.finished.insert(chat) {
+        for &(chat, at, accepted) in &q.finished {
+            if s.finished.insert(chat, accepted).is_none() {
                 s.finished_order.push_back((chat, at));
             }
         }
@@ -487,16 +513,25 @@ impl Live {
             .iter()
             .map(|(d, n)| (intern.value(d), *n))
             .collect();
+        s.abandoned = q
+            .abandoned
+            .iter()
+            .map(|(d, n)| (intern.value(d), *n))
+            .collect();
         Ok(s)
     }
 }
 
 impl State {
-    /// Remember that a chat finished.
-    fn finish(&mut self, chat: ChatKey, at: f64) {
+    /// Remember that a chat finished, and whether it was by an accept.
+    fn finish(&mut self, chat: ChatKey, at: f64, accepted: bool) {
         let chat = finished_hash(&chat);
-        if self.finished.insert(chat) {
-            self.finished_order.push_back((chat, at));
+        match self.finished.get_mut(&chat) {
+            Some(was) => *was |= accepted,
+            None => {
+                self.finished.insert(chat, accepted);
+                self.finished_order.push_back((chat, at));
+            }
         }
         while self.finished_order.len() > MAX_FINISHED {
             if let Some((old, _)) = self.finished_order.pop_front() {
@@ -515,6 +550,11 @@ pub struct Snapshot {
     /// (department, arrivals per second, mean handle time if any chat was handled, agents
     /// seen) over the staffing window.
     pub staffing: Vec<(Value, f64, Option<f64>, u64)>,
+    /// (department, the visitors' mean patience over the staffing window), for the departments
+    /// where somebody gave up in it.
+    pub patience: Vec<(Value, f64)>,
+    /// (department, chats closed without being answered).
+    pub abandoned: Vec<(Value, u64)>,
     /// (department, accept-time histogram).
     pub accept_time: Vec<(Value, ClassicHistogram)>,
     /// (department, chats expired), those that have waited past the expiry time by now
@@ -526,6 +566,11 @@ impl Live {
     /// The queue and the staffing window now, by the clock.
     pub fn snapshot_now(&self) -> Snapshot {
         self.snapshot(self.clock.now())
+    }
+
+    /// Now, by the clock of the scrapes.
+    pub fn now(&self) -> f64 {
+        self.clock.now()
     }
 
     /// The queue and the staffing window at `now` (seconds since the epoch).
@@ -565,6 +610,14 @@ impl Live {
             })
             .collect();
         staffing.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut patience: Vec<_> = s
+            .staffing
+            .iter()
+            .filter_map(|(d, st)| Some((d.clone(), st.window.patience(now)?)))
+            .collect();
+        patience.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut abandoned: Vec<_> = s.abandoned.iter().map(|(d, n)| (d.clone(), *n)).collect();
+        abandoned.sort_by(|a, b| a.0.cmp(&b.0));
         let mut accept_time: Vec<_> = s
             .accept_time
             .iter()
@@ -576,6 +629,8 @@ impl Live {
         Snapshot {
             waiting,
             staffing,
+            patience,
+            abandoned,
             accept_time,
             expired,
         }

@@ -223,8 +223,9 @@ pub struct QueueState {
     pub frontier: f64,
     /// (chat, department, since) of the waiting chats.
     pub waiting: Vec<(String, String, f64)>,
-    /// (hash of the chat id, when) of the finished chats remembered, oldest first.
-    pub finished: Vec<(u64, f64)>,
+    /// (hash of the chat id, when, whether by an accept) of the finished chats remembered,
+    /// oldest first.
+    pub finished: Vec<(u64, f64, bool)>,
     /// Departments seen in the queue or the staffing window.
     pub departments: Vec<String>,
     /// Per-department staffing state.
@@ -233,6 +234,8 @@ pub struct QueueState {
     pub accept_time: Vec<(String, ClassicState)>,
     /// Expired chats.
     pub expired: Vec<(String, u64)>,
+    /// Chats closed without being answered.
+    pub abandoned: Vec<(String, u64)>,
     /// Starts dropped at the cap.
     pub dropped_starts: u64,
 }
@@ -253,8 +256,8 @@ pub struct DepartmentState {
 pub struct WindowState {
     /// Slot width, seconds.
     pub width: f64,
-    /// (index, arrivals, closed, handle sum) per slot.
-    pub slots: Vec<(i64, u64, u64, f64)>,
+    /// (index, arrivals, closed, handle sum, queue sum, abandoned) per slot.
+    pub slots: Vec<(i64, u64, u64, f64, f64, u64)>,
     /// Coverage start.
     pub start: Option<f64>,
     /// Events dropped.

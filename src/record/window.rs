@@ -16,6 +16,9 @@ struct Slot {
     arrivals: u64,
     closed: u64,
     handle_sum: f64,
+    /// Time in queue of the chats that queued (answered or not), and how many of them gave up.
+    queue_sum: f64,
+    abandoned: u64,
 }
 
 /// Per-department arrivals and handle times over a sliding window (default 1 h), in fixed slots
@@ -88,7 +91,16 @@ impl Window {
             slots: self
                 .slots
                 .iter()
-                .map(|s| (s.index, s.arrivals, s.closed, s.handle_sum))
+                .map(|s| {
+                    (
+                        s.index,
+                        s.arrivals,
+                        s.closed,
+                        s.handle_sum,
+                        s.queue_sum,
+                        s.abandoned,
+                    )
+                })
                 .collect(),
             start: self.start,
             dropped: self.dropped,
@@ -108,12 +120,16 @@ impl Window {
             slots: state
                 .slots
                 .iter()
-                .map(|&(index, arrivals, closed, handle_sum)| Slot {
-                    index,
-                    arrivals,
-                    closed,
-                    handle_sum,
-                })
+                .map(
+                    |&(index, arrivals, closed, handle_sum, queue_sum, abandoned)| Slot {
+                        index,
+                        arrivals,
+                        closed,
+                        handle_sum,
+                        queue_sum,
+                        abandoned,
+                    },
+                )
                 .collect(),
             start: state.start,
             dropped: state.dropped,
@@ -144,6 +160,17 @@ impl Window {
     /// handle time (duration) if known. A negative or non-finite handle time counts the arrival
     /// only.
     pub fn record(&mut self, at: f64, handle_time: Option<f64>) {
+        self.record_queued(at, handle_time, None);
+    }
+
+    /// [`Self::record`], with the chat's time in queue (seconds) and whether it gave up, when
+    /// known: what the visitors' patience is estimated from.
+    pub fn record_queued(
+        &mut self,
+        at: f64,
+        handle_time: Option<f64>,
+        queued: Option<(f64, bool)>,
+    ) {
         if !at.is_finite() {
             self.dropped += 1;
             return;
@@ -166,7 +193,29 @@ impl Window {
             slot.closed += 1;
             slot.handle_sum += handle;
         }
+        if let Some((queue, abandoned)) = queued.filter(|(q, _)| q.is_finite() && *q >= 0.0) {
+            slot.queue_sum += queue;
+            slot.abandoned += u64::from(abandoned);
+        }
         self.start = Some(self.start.map_or(at, |start| start.min(at)));
+    }
+
+    /// The visitors' mean patience over the window ending at `now`: the maximum-likelihood
+    /// estimate for exponential patience, the time in queue of every chat that queued (answered
+    /// or not) divided by the number that gave up. `None` while nobody gave up.
+    pub fn patience(&self, now: f64) -> Option<f64> {
+        let newest = self.slot_index(now);
+        let oldest = newest.saturating_sub(self.slots.len() as i64 - 1);
+        let (mut queue, mut abandoned) = (0.0, 0u64);
+        for slot in self
+            .slots
+            .iter()
+            .filter(|s| (oldest..=newest).contains(&s.index))
+        {
+            queue += slot.queue_sum;
+            abandoned += slot.abandoned;
+        }
+        (abandoned > 0).then(|| queue / abandoned as f64)
     }
 
     /// Arrivals per second and mean handle time over the window ending at `now`; None for the
@@ -198,6 +247,18 @@ mod tests {
 
     fn window(start: f64) -> Window {
         Window::starting_at(Duration::from_secs(3600), 60, start)
+    }
+
+    #[test]
+    fn patience_is_the_time_in_queue_of_all_over_the_abandoned_within_the_window() {
+        let mut w = window(0.0);
+        assert_eq!(w.patience(100.0), None, "nobody gave up yet");
+        w.record_queued(100.0, Some(300.0), Some((20.0, false)));
+        w.record_queued(110.0, None, Some((70.0, true)));
+        w.record_queued(120.0, None, Some((30.0, true)));
+        w.record_queued(130.0, Some(200.0), None);
+        assert_eq!(w.patience(200.0), Some(60.0), "(20 + 70 + 30) / 2");
+        assert_eq!(w.patience(100.0 + 7200.0), None, "out of the window");
     }
 
     #[test]

@@ -574,4 +574,5 @@ pub fn post_all(addr: &str, bodies: Vec<Vec<u8>>, threads: usize) {
     }
 }
 
+pub mod history;
 pub mod prometheus;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use crate::admit::Store;
 use crate::admit::auth::{self, Secret, SenderAuth};
+use crate::admit::{Store, postgres};
 use crate::config::{self, LogFormat, RunArgs, Settings};
 use crate::expose::Exposition;
 use crate::http::webconfig::WebConfig;
@@ -219,13 +219,30 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         let metrics = metrics.clone();
         Arc::new(move |e| metrics.apply(e))
     };
+    let on_commit = {
+        let metrics = metrics.clone();
+        move |stats: crate::admit::CommitStats| metrics.committed(stats.new, stats.seconds)
+    };
+    let shared = match (&args.storage_url, &args.storage_url_file) {
+        (Some(url), _) => Some(postgres::Target::parse(url)?),
+        (None, Some(file)) => Some(postgres::Target::from_file(file)?),
+        (None, None) => None,
+    };
     let store = if args.in_memory {
         Store::in_memory(args.dedup_window, sink)
+    } else if let Some(target) = shared {
+        let server = target.server().to_owned();
+        let engine = postgres::Postgres::open(target, Box::new(on_commit))?;
+        let (store, replayed) = Store::start(Box::new(engine), sink)?;
+        metrics.stored(replayed as i64);
+        tracing::info!(
+            events = replayed,
+            seconds = started.elapsed().as_secs_f64(),
+            server = %server,
+            "state loaded"
+        );
+        store
     } else {
-        let on_commit = {
-            let metrics = metrics.clone();
-            move |stats: crate::admit::CommitStats| metrics.committed(stats.new, stats.seconds)
-        };
         let (store, replayed) = Store::open(&args.storage_path, args.sync, sink, on_commit)?;
         metrics.stored(replayed as i64);
         tracing::info!(
@@ -265,7 +282,7 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         webhook = %args.webhook_path,
         metrics = %args.telemetry_path,
         tls = tls.is_some(),
-        storage = if args.in_memory { "memory".to_owned() } else { args.storage_path.display().to_string() },
+        storage = if args.in_memory { "memory".to_owned() } else if store.path().is_none() { "postgres".to_owned() } else { args.storage_path.display().to_string() },
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );

@@ -1,0 +1,361 @@
+//! The shared engine: one PostgreSQL database, several replicas. Each replica appends the
+//! deliveries it receives to the shared log in group commits ([`writer`]) and follows the whole
+//! log in sequence order ([`follower`]), handing every event, whichever replica admitted it, to
+//! its sink: every replica holds the same state.
+//!
+//! - Exactly once: the log's unique key (account, event type, chat id) with `ON CONFLICT DO
+//!   NOTHING`; two replicas taking the same delivery at once store it once, and the second
+//!   answers `duplicate`.
+//! - In order: every append holds a transaction-level advisory lock from before it draws its
+//!   first sequence number until its commit, so the log's rows become visible in the order of
+//!   their numbers and a follower reading `seq > last` never skips one (docs/postgres.md).
+//! - Connection loss is normal: deliveries get 503 (never a 200 not committed), the engine is
+//!   unhealthy, and it reconnects with backoff by itself.
+//!
+//! The engine runs its connections on a runtime of its own (one thread), so that its blocking
+//! entry points (open, replay) can be called from the server's runtime at start.
+
+mod connect;
+mod follower;
+mod log;
+mod maintain;
+mod schema;
+mod writer;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+pub use connect::{Target, Tls};
+pub use maintain::Snapshot;
+pub use schema::SCHEMA_VERSION;
+
+use super::{Admission, BoxFuture, Engine, OnCommit, Result, Sink, StoreError};
+use crate::event::{Admitted, ChatEvent, Seq};
+
+/// How long a start waits for the server before giving up.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What the writer, the follower and the engine share.
+struct Shared {
+    target: Target,
+    /// The writer has a working connection.
+    writer_up: AtomicBool,
+    /// The follower has a working connection.
+    follower_up: AtomicBool,
+    /// The last sequence number the follower handed to the sink.
+    applied: watch::Sender<Seq>,
+    /// The writer wakes the follower after a commit.
+    wake: Notify,
+    /// The connection that maintains (snapshots, pruning), made when first needed.
+    maintainer: tokio::sync::Mutex<Option<maintain::Maintainer>>,
+}
+
+impl Shared {
+    /// Run `f` with the maintenance connection, connecting (again) when there is none.
+    async fn maintain<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut maintain::Maintainer) -> Result<T>,
+    ) -> Result<T> {
+        let mut m = self.maintainer.lock().await;
+        if !m.as_ref().is_some_and(maintain::Maintainer::is_open) {
+            *m = Some(maintain::Maintainer::connect(&self.target).await?);
+        }
+        let Some(conn) = m.as_mut() else {
+            return Err(StoreError::Closed);
+        };
+        let out = f(conn).await;
+        if out.is_err() {
+            *m = None;
+        }
+        out
+    }
+}
+
+/// Reconnection delays: at once, then 100 ms doubling to 2 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn delay(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (now * 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        now
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::ZERO;
+    }
+}
+
+/// The PostgreSQL engine.
+pub struct Postgres {
+    shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// The commit callback until [`Engine::start`] hands it to the writer.
+    idle: Mutex<Option<OnCommit>>,
+    writer: Mutex<Option<mpsc::Sender<writer::Msg>>>,
+    /// The last sequence number a replay handed over: where the follower starts.
+    replayed_to: AtomicU64,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("server", &self.shared.target.server())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Run `f` on the engine's runtime and wait for it from this thread (which may be a thread of
+/// another runtime).
+fn block<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    f: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    handle.spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv().ok()
+}
+
+impl Postgres {
+    /// Connect to the server of `target` (retrying for up to 30 s, for a server that starts
+    /// beside the exporter), create or migrate the schema, and check that it can be used;
+    /// nothing is admitted until [`Engine::start`]. `on_commit` is called after each of this
+    /// replica's commits.
+    pub fn open(target: Target, on_commit: OnCommit) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("store-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Server {
+                server: target.server().to_owned(),
+                problem: format!("cannot start the storage runtime: {e}"),
+            })?;
+        let handle = runtime.handle().clone();
+        let (applied, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            target,
+            writer_up: AtomicBool::new(false),
+            follower_up: AtomicBool::new(false),
+            applied,
+            wake: Notify::new(),
+            maintainer: tokio::sync::Mutex::new(None),
+        });
+        let engine = Postgres {
+            shared: shared.clone(),
+            handle,
+            runtime: Mutex::new(Some(runtime)),
+            idle: Mutex::new(Some(on_commit)),
+            writer: Mutex::new(None),
+            replayed_to: AtomicU64::new(0),
+        };
+        let target = shared.target.clone();
+        engine.run(async move {
+            let started = Instant::now();
+            let mut backoff = Backoff::default();
+            let (mut client, connection) = loop {
+                tokio::time::sleep(backoff.delay()).await;
+                match target.connect().await {
+                    Ok(pair) => break pair,
+                    Err(e) if started.elapsed() < START_DEADLINE => {
+                        tracing::warn!(server = target.server(), error = %e, "cannot reach the store yet; retrying");
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Server {
+                            server: target.server().to_owned(),
+                            problem: format!(
+                                "unreachable for {START_DEADLINE:?}: {e}"
+                            ),
+                        });
+                    }
+                }
+            };
+            let driver = tokio::spawn(connection);
+            let migrated = schema::migrate(&mut client, target.server()).await;
+            drop(client);
+            let _ = driver.await;
+            migrated.map_err(|e| in_context(target.server(), e))
+        })?;
+        Ok(engine)
+    }
+
+    /// Run `f` on the engine's runtime and wait for it.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        block(&self.handle, f).unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// The server, named without its password.
+    pub fn server(&self) -> &str {
+        self.shared.target.server()
+    }
+
+    /// The newest snapshot in the shared store.
+    pub fn load_snapshot(&self) -> Result<Option<Snapshot>> {
+        let shared = self.shared.clone();
+        self.run(async move { shared.maintain(async |m| m.load().await).await })
+    }
+
+    /// Store a snapshot, when this replica is the one that maintains (true) — one replica at a
+    /// time, by `pg_try_advisory_lock`.
+    pub fn save_snapshot(&self, snapshot: Snapshot) -> Result<bool> {
+        let shared = self.shared.clone();
+        self.run(async move { shared.maintain(async |m| m.save(&snapshot).await).await })
+    }
+
+    /// Delete events received before `older_than_ms` up to sequence number `up_to`, when this
+    /// replica is the one that maintains: how many (`None` when another replica maintains).
+    pub fn prune(&self, older_than_ms: i64, up_to: Seq) -> Result<Option<u64>> {
+        let shared = self.shared.clone();
+        self.run(async move {
+            shared
+                .maintain(async |m| m.prune(older_than_ms, up_to).await)
+                .await
+        })
+    }
+
+    /// The last sequence number this replica's follower handed to its sink.
+    pub fn applied(&self) -> Seq {
+        *self.shared.applied.borrow()
+    }
+}
+
+/// A start-up error, with the server's name.
+fn in_context(server: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Postgres(source) => StoreError::Server {
+            server: server.to_owned(),
+            problem: source.to_string(),
+        },
+        other => other,
+    }
+}
+
+impl Engine for Postgres {
+    fn replay(&self, after: Seq, each: &mut dyn FnMut(&Admitted)) -> Result<Seq> {
+        // Pages are read on the engine's runtime and handed to this thread, two in flight.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Admitted>>>(2);
+        let target = self.shared.target.clone();
+        self.handle.spawn(async move {
+            let read = async {
+                let (client, connection) = target.connect().await?;
+                let driver = tokio::spawn(connection);
+                let follow = client.prepare(log::FOLLOW).await?;
+                let mut last = after;
+                loop {
+                    let rows = client.query(&follow, &[&(last as i64), &log::PAGE]).await?;
+                    let page = rows
+                        .iter()
+                        .map(log::decode)
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|bad| StoreError::Server {
+                            server: target.server().to_owned(),
+                            problem: format!("event {}: {}", bad.seq, bad.problem),
+                        })?;
+                    let full = page.len() as i64 == log::PAGE;
+                    if let Some(e) = page.last() {
+                        last = e.seq;
+                    }
+                    if !page.is_empty() && tx.send(Ok(page)).is_err() {
+                        break;
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                drop(client);
+                let _ = driver.await;
+                Ok::<_, StoreError>(())
+            };
+            if let Err(e) = read.await {
+                let _ = tx.send(Err(in_context(target.server(), e)));
+            }
+        });
+        let mut last = after;
+        for page in rx {
+            for e in page? {
+                last = e.seq;
+                each(&e);
+            }
+        }
+        self.replayed_to.fetch_max(last, Ordering::Relaxed);
+        Ok(last)
+    }
+
+    fn start(&self, sink: Sink) -> Result<()> {
+        let Some(on_commit) = lock(&self.idle).take() else {
+            return Ok(());
+        };
+        let from = self.replayed_to.load(Ordering::Relaxed);
+        self.shared.applied.send_replace(from);
+        let (tx, rx) = mpsc::channel(writer::MAX_BATCH * 2);
+        self.handle
+            .spawn(follower::run(self.shared.clone(), sink, from));
+        self.handle
+            .spawn(writer::run(self.shared.clone(), rx, on_commit));
+        *lock(&self.writer) = Some(tx);
+        Ok(())
+    }
+
+    fn admit(&self, event: ChatEvent) -> BoxFuture<'_, Result<Admission>> {
+        let tx = lock(&self.writer).clone();
+        Box::pin(async move {
+            let tx = tx.ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            tx.send(writer::Msg::Admit(event, reply))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.shared.writer_up.load(Ordering::Relaxed)
+            && self.shared.follower_up.load(Ordering::Relaxed)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        let tx = lock(&self.writer).take();
+        Box::pin(async move {
+            if let Some(tx) = tx {
+                let (ack, done) = oneshot::channel();
+                if tx.send(writer::Msg::Shutdown(ack)).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
+            self.shared.follower_up.store(false, Ordering::Relaxed);
+            if let Some(runtime) = lock(&self.runtime).take() {
+                runtime.shutdown_background();
+            }
+        })
+    }
+
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(runtime) = lock(&self.runtime).take() {
+            runtime.shutdown_background();
+        }
+    }
+}

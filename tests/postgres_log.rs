@@ -1,0 +1,263 @@
+//! The PostgreSQL engine through the library's API against a real server: several engines in
+//! one process stand for several replicas. The shared log in order under concurrent writers,
+//! the same key twice in one batch, schema creation by replicas starting at once, a newer
+//! schema refused, and the snapshot and pruning primitives taken by one replica at a time.
+
+mod common;
+#[path = "common/postgres.rs"]
+mod pg;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use acquire_exporter::admit::postgres::{Postgres, Snapshot, Target};
+use acquire_exporter::admit::{Admission, Sink, Store};
+use acquire_exporter::event::{Admitted, ChatEvent, ChatKind, Seq};
+
+fn close(chat: &str) -> ChatEvent {
+    ChatEvent {
+        account_id: "10111".into(),
+        received_ms: 1_700_000_000_000,
+        department_id: "7".into(),
+        agent_role: Some("operator".into()),
+        agent_id: Some("agent-1".into()),
+        wait_seconds: Some(12.0),
+        duration_seconds: Some(60.0),
+        ..ChatEvent::empty(ChatKind::Close, chat)
+    }
+}
+
+fn engine(url: &str) -> Postgres {
+    Postgres::open(Target::parse(url).unwrap(), Box::new(|_| {})).unwrap()
+}
+
+/// A sink that keeps what it was handed.
+fn recorder() -> (Sink, Arc<Mutex<Vec<Admitted>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    (
+        Arc::new(move |e: &Admitted| s.lock().unwrap().push(e.clone())),
+        seen,
+    )
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_follower_sees_every_row_in_order_under_concurrent_writers() {
+    let server = pg::Postgres::start();
+    server.create_database("acquire");
+    let url = server.url("acquire");
+    const REPLICAS: usize = 4;
+    const TASKS: usize = 16;
+    const EACH: usize = 400;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut stores = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..REPLICAS {
+        let (sink, log) = recorder();
+        let (store, _) = Store::start(Box::new(engine(&url)), sink).unwrap();
+        stores.push(Arc::new(store));
+        seen.push(log);
+    }
+    // Every replica's tasks write at once: many transactions draw numbers and commit
+    // concurrently, which is when a follower reading `seq > last` could skip a row that
+    // commits after a later one.
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for (r, store) in stores.iter().enumerate() {
+            for t in 0..TASKS {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..EACH {
+                        let a = store.admit(close(&format!("{r}-{t}-{i}"))).await.unwrap();
+                        assert_eq!(a, Admission::New);
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let total = REPLICAS * TASKS * EACH;
+    let stored: Vec<Seq> = server
+        .psql("acquire", "SELECT seq FROM acquire_events ORDER BY seq")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(stored.len(), total);
+    for (r, log) in seen.iter().enumerate() {
+        let end = *stored.last().unwrap();
+        wait_until(
+            "every follower read to the log's end",
+            Duration::from_secs(30),
+            || log.lock().unwrap().last().is_some_and(|e| e.seq >= end),
+        );
+        let log = log.lock().unwrap();
+        let seqs: Vec<Seq> = log.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs.len(),
+            total,
+            "replica {r} was handed {} events, the log holds {total}",
+            seqs.len()
+        );
+        assert_eq!(
+            seqs, stored,
+            "replica {r} saw the log out of order or with gaps"
+        );
+        let ids: BTreeSet<&str> = log.iter().map(|e| e.chat_id.as_str()).collect();
+        assert_eq!(ids.len(), total, "replica {r}: an event twice");
+    }
+    runtime.block_on(async {
+        for s in &stores {
+            s.close().await;
+        }
+    });
+}
+
+#[test]
+fn the_same_key_twice_in_one_batch_is_stored_once_and_answered_duplicate_once() {
+    let server = pg::Postgres::start();
+    server.create_database("acquire");
+    let url = server.url("acquire");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (sink, seen) = recorder();
+    let (store, _) = Store::start(Box::new(engine(&url)), sink).unwrap();
+    let store = Arc::new(store);
+    // 64 deliveries handed over together, each chat twice, land in the same group commits.
+    let answers = runtime.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.admit(close(&(i / 2).to_string())).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap().unwrap());
+        }
+        out
+    });
+    let new = answers.iter().filter(|a| **a == Admission::New).count();
+    assert_eq!(new, 32, "{answers:?}");
+    assert_eq!(
+        server.count("acquire", "SELECT count(*) FROM acquire_events"),
+        32
+    );
+    wait_until("the follower applied them", Duration::from_secs(10), || {
+        seen.lock().unwrap().len() >= 32
+    });
+    assert_eq!(seen.lock().unwrap().len(), 32);
+    runtime.block_on(store.close());
+}
+
+#[test]
+fn replicas_starting_at_once_create_the_schema_once_and_a_newer_schema_is_refused() {
+    let server = pg::Postgres::start();
+    server.create_database("acquire");
+    let url = server.url("acquire");
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                Postgres::open(Target::parse(&url).unwrap(), Box::new(|_| {}))
+            })
+        })
+        .collect();
+    for o in opened {
+        o.join().unwrap().expect("every replica starts");
+    }
+    assert_eq!(
+        server.psql(
+            "acquire",
+            "SELECT value FROM acquire_meta WHERE key = 'schema_version'"
+        ),
+        acquire_exporter::admit::postgres::SCHEMA_VERSION.to_string()
+    );
+    server.psql(
+        "acquire",
+        "UPDATE acquire_meta SET value = '99' WHERE key = 'schema_version'",
+    );
+    let err = Postgres::open(Target::parse(&url).unwrap(), Box::new(|_| {}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("schema version 99 is newer"), "{err}");
+    assert!(err.contains("127.0.0.1"), "names the server: {err}");
+    assert!(!err.contains(pg::PASSWORD), "never the password: {err}");
+}
+
+#[test]
+fn one_replica_at_a_time_writes_snapshots_and_prunes_and_the_newest_snapshot_loads() {
+    let server = pg::Postgres::start();
+    server.create_database("acquire");
+    let url = server.url("acquire");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (store, _) = Store::start(Box::new(engine(&url)), Arc::new(|_| {})).unwrap();
+    runtime.block_on(async {
+        for i in 0..10 {
+            let mut e = close(&i.to_string());
+            e.received_ms = 1_000 * i;
+            assert_eq!(store.admit(e).await.unwrap(), Admission::New);
+        }
+    });
+    let first = engine(&url);
+    let second = engine(&url);
+    assert_eq!(first.load_snapshot().unwrap(), None);
+    let snapshot = |seq: Seq| Snapshot {
+        seq,
+        version: 1,
+        checksum: seq as i64 * 7,
+        data: vec![seq as u8; 100],
+        created_ms: 5,
+    };
+    assert!(
+        first.save_snapshot(snapshot(4)).unwrap(),
+        "the first takes the lead"
+    );
+    assert!(
+        !second.save_snapshot(snapshot(6)).unwrap(),
+        "the second does not write while the first maintains"
+    );
+    assert_eq!(second.prune(i64::MAX, 10).unwrap(), None);
+    assert!(first.save_snapshot(snapshot(8)).unwrap());
+    assert!(first.save_snapshot(snapshot(9)).unwrap());
+    assert_eq!(second.load_snapshot().unwrap(), Some(snapshot(9)));
+    assert_eq!(
+        server.psql(
+            "acquire",
+            "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM acquire_snapshots"
+        ),
+        "8,9",
+        "the newest two are kept"
+    );
+    // Only events both older than the age and covered by the snapshot go.
+    assert_eq!(first.prune(5_000, 9).unwrap(), Some(5));
+    assert_eq!(first.prune(i64::MAX, 8).unwrap(), Some(3));
+    assert_eq!(
+        server.psql(
+            "acquire",
+            "SELECT string_agg(chat_id, ',' ORDER BY seq) FROM acquire_events"
+        ),
+        "8,9"
+    );
+    // The lead moves when its holder goes.
+    drop(first);
+    wait_until(
+        "the lock is released with its session",
+        Duration::from_secs(10),
+        || second.save_snapshot(snapshot(10)).unwrap(),
+    );
+    runtime.block_on(store.close());
+}

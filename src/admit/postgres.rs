@@ -172,14 +172,16 @@ impl Postgres {
                 tokio::time::sleep(backoff.delay()).await;
                 match target.connect().await {
                     Ok(pair) => break pair,
-                    Err(e) if started.elapsed() < START_DEADLINE => {
+                    Err(e) if started.elapsed() < START_DEADLINE && !refused(&e) => {
                         tracing::warn!(server = target.server(), error = %e, "cannot reach the store yet; retrying");
                     }
+                    Err(e) if refused(&e) => return Err(in_context(target.server(), e)),
                     Err(e) => {
                         return Err(StoreError::Server {
                             server: target.server().to_owned(),
                             problem: format!(
-                                "unreachable for {START_DEADLINE:?}: {e}"
+                                "unreachable for {START_DEADLINE:?}: {}",
+                                in_context(target.server(), e)
                             ),
                         });
                     }
@@ -210,14 +212,22 @@ impl Postgres {
     /// The newest snapshot in the shared store.
     pub fn load_snapshot(&self) -> Result<Option<Snapshot>> {
         let shared = self.shared.clone();
-        self.run(async move { shared.maintain(async |m| m.load().await).await })
+        self.run(async move {
+            let server = shared.target.server().to_owned();
+            let out = shared.maintain(async |m| m.load().await).await;
+            out.map_err(|e| in_context(&server, e))
+        })
     }
 
     /// Store a snapshot, when this replica is the one that maintains (true) — one replica at a
     /// time, by `pg_try_advisory_lock`.
     pub fn save_snapshot(&self, snapshot: Snapshot) -> Result<bool> {
         let shared = self.shared.clone();
-        self.run(async move { shared.maintain(async |m| m.save(&snapshot).await).await })
+        self.run(async move {
+            let server = shared.target.server().to_owned();
+            let out = shared.maintain(async |m| m.save(&snapshot).await).await;
+            out.map_err(|e| in_context(&server, e))
+        })
     }
 
     /// Delete events received before `older_than_ms` up to sequence number `up_to`, when this
@@ -225,9 +235,11 @@ impl Postgres {
     pub fn prune(&self, older_than_ms: i64, up_to: Seq) -> Result<Option<u64>> {
         let shared = self.shared.clone();
         self.run(async move {
-            shared
+            let server = shared.target.server().to_owned();
+            let out = shared
                 .maintain(async |m| m.prune(older_than_ms, up_to).await)
-                .await
+                .await;
+            out.map_err(|e| in_context(&server, e))
         })
     }
 
@@ -237,12 +249,37 @@ impl Postgres {
     }
 }
 
+/// An error that waiting does not mend: the server refused the credentials, the database, or
+/// the TLS handshake (a certificate not trusted).
+fn refused(e: &StoreError) -> bool {
+    let StoreError::Postgres(e) = e else {
+        return false;
+    };
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        return code.starts_with("28") || code.starts_with("3D");
+    }
+    e.to_string().contains("TLS")
+}
+
+/// An error with its causes (tokio-postgres says only its kind at the top: "db error").
+fn chain(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// A start-up error, with the server's name.
 fn in_context(server: &str, e: StoreError) -> StoreError {
     match e {
         StoreError::Postgres(source) => StoreError::Server {
             server: server.to_owned(),
-            problem: source.to_string(),
+            problem: chain(&source),
         },
         other => other,
     }

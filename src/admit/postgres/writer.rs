@@ -160,7 +160,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::debug!(error = %e, "storage writer cannot connect");
+                tracing::debug!(error = %super::in_context(self.shared.target.server(), e), "storage writer cannot connect");
                 self.shared.writer_up.store(false, Ordering::Relaxed);
             }
         }
@@ -208,7 +208,7 @@ impl Writer {
         let seqs = match outcome {
             Ok(Ok(seqs)) => seqs,
             Ok(Err(e)) => {
-                let problem = e.to_string();
+                let problem = super::chain(&e);
                 self.lost(&problem);
                 self.fail(batch, &problem);
                 return;

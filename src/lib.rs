@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod admit;
+pub mod checkpoint;
 pub mod config;
 pub mod decode;
 pub mod event;

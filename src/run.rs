@@ -74,7 +74,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Answer the staffing question offline: agents needed for an arrival rate, a handle time
-    /// and a service-level target (Erlang C).
+    /// and a service-level target (Erlang C, or Erlang A with --patience), or for every hour of
+    /// the week from past chats (--history).
     Plan(crate::plan::PlanArgs),
     /// Exit 0 when the exporter at URL answers its health check (for container health checks).
     Healthcheck {
@@ -233,7 +234,7 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
     } else if let Some(target) = shared {
         let server = target.server().to_owned();
         let engine = postgres::Postgres::open(target, Box::new(on_commit))?;
-        let (store, replayed) = Store::start(Box::new(engine), sink)?;
+        let (store, replayed) = Store::start(Arc::new(engine), sink)?;
         metrics.stored(replayed as i64);
         tracing::info!(
             events = replayed,
@@ -253,7 +254,6 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         );
         store
     };
-    metrics.expire();
     let store = Arc::new(store);
     if !auth.is_enabled() {
         tracing::warn!(
@@ -287,16 +287,6 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         "listening"
     );
 
-    let expiry = {
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                metrics.expire();
-            }
-        })
-    };
     let state = Arc::new(AppState {
         metrics,
         exposition,
@@ -322,7 +312,6 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         Duration::from_secs(10),
     )
     .await;
-    expiry.abort();
     store.close().await;
     if let Err(e) = served {
         tracing::error!(error = %e, "server stopped with an error");

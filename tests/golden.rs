@@ -126,7 +126,6 @@ fn scenario() -> (Exposition, Arc<AtomicU64>) {
         });
     }
     now.store((T0 + 1500.0).to_bits(), Ordering::Relaxed);
-    metrics.expire();
     (Exposition::new(Arc::new(metrics)), now)
 }
 

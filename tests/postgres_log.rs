@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use acquire_exporter::admit::postgres::{Postgres, Snapshot, Target};
-use acquire_exporter::admit::{Admission, Sink, Store};
+use acquire_exporter::admit::postgres::{Postgres, Target};
+use acquire_exporter::admit::{Admission, Engine, Sink, Store, StoredSnapshot};
 use acquire_exporter::event::{Admitted, ChatEvent, ChatKind, Seq};
 
 fn close(chat: &str) -> ChatEvent {
@@ -67,7 +67,7 @@ fn every_follower_sees_every_row_in_order_under_concurrent_writers() {
     let mut seen = Vec::new();
     for _ in 0..REPLICAS {
         let (sink, log) = recorder();
-        let (store, _) = Store::start(Box::new(engine(&url)), sink).unwrap();
+        let (store, _) = Store::start(Arc::new(engine(&url)), sink).unwrap();
         stores.push(Arc::new(store));
         seen.push(log);
     }
@@ -134,7 +134,7 @@ fn the_same_key_twice_in_one_batch_is_stored_once_and_answered_duplicate_once() 
     let url = server.url("acquire");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (sink, seen) = recorder();
-    let (store, _) = Store::start(Box::new(engine(&url)), sink).unwrap();
+    let (store, _) = Store::start(Arc::new(engine(&url)), sink).unwrap();
     let store = Arc::new(store);
     // 64 deliveries handed over together, each chat twice, land in the same group commits.
     let answers = runtime.block_on(async {
@@ -204,7 +204,7 @@ fn one_replica_at_a_time_writes_snapshots_and_prunes_and_the_newest_snapshot_loa
     server.create_database("acquire");
     let url = server.url("acquire");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (store, _) = Store::start(Box::new(engine(&url)), Arc::new(|_| {})).unwrap();
+    let (store, _) = Store::start(Arc::new(engine(&url)), Arc::new(|_| {})).unwrap();
     runtime.block_on(async {
         for i in 0..10 {
             let mut e = close(&i.to_string());
@@ -214,50 +214,127 @@ fn one_replica_at_a_time_writes_snapshots_and_prunes_and_the_newest_snapshot_loa
     });
     let first = engine(&url);
     let second = engine(&url);
-    assert_eq!(first.load_snapshot().unwrap(), None);
-    let snapshot = |seq: Seq| Snapshot {
-        seq,
-        version: 1,
-        checksum: seq as i64 * 7,
-        data: vec![seq as u8; 100],
-        created_ms: 5,
-    };
-    assert!(
-        first.save_snapshot(snapshot(4)).unwrap(),
-        "the first takes the lead"
-    );
-    assert!(
-        !second.save_snapshot(snapshot(6)).unwrap(),
-        "the second does not write while the first maintains"
-    );
-    assert_eq!(second.prune(i64::MAX, 10).unwrap(), None);
-    assert!(first.save_snapshot(snapshot(8)).unwrap());
-    assert!(first.save_snapshot(snapshot(9)).unwrap());
-    assert_eq!(second.load_snapshot().unwrap(), Some(snapshot(9)));
     assert_eq!(
+        first.epoch_ms(),
+        second.epoch_ms(),
+        "one epoch for every replica"
+    );
+    assert_eq!(first.last_seq().unwrap(), 10);
+    assert_eq!(first.load_snapshot().unwrap(), None);
+    let snapshot = |seq: Seq| StoredSnapshot {
+        seq,
+        bytes: vec![seq as u8; 100],
+    };
+    let kept = || {
         server.psql(
             "acquire",
-            "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM acquire_snapshots"
-        ),
-        "8,9",
-        "the newest two are kept"
+            "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM acquire_snapshots",
+        )
+    };
+    first.save_snapshot(4, &snapshot(4).bytes).unwrap();
+    assert_eq!(kept(), "4", "the first takes the lead");
+    second.save_snapshot(6, &snapshot(6).bytes).unwrap();
+    assert_eq!(
+        kept(),
+        "4",
+        "the second does not write while the first maintains"
     );
-    // Only events both older than the age and covered by the snapshot go.
-    assert_eq!(first.prune(5_000, 9).unwrap(), Some(5));
-    assert_eq!(first.prune(i64::MAX, 8).unwrap(), Some(3));
+    assert_eq!(second.prune(i64::MAX, 10, 100).unwrap(), 0, "nor prune");
+    first.save_snapshot(9, &snapshot(9).bytes).unwrap();
+    assert_eq!(kept(), "9", "older snapshots go");
+    assert_eq!(
+        second.load_snapshot().unwrap(),
+        Some(snapshot(9)),
+        "every replica reads it"
+    );
+    // Only events both older than the cut and covered by the snapshot go, a batch at a time.
+    assert_eq!(first.prune(5_000, 9, 100).unwrap(), 5);
+    assert_eq!(first.prune(i64::MAX, 8, 2).unwrap(), 2);
+    assert_eq!(first.prune(i64::MAX, 8, 2).unwrap(), 1);
+    assert_eq!(first.prune(i64::MAX, 8, 2).unwrap(), 0);
+    // The newest event stays whatever the cut.
+    assert_eq!(first.prune(i64::MAX, Seq::MAX, 100).unwrap(), 1);
     assert_eq!(
         server.psql(
             "acquire",
             "SELECT string_agg(chat_id, ',' ORDER BY seq) FROM acquire_events"
         ),
-        "8,9"
+        "9"
     );
+    assert_eq!(first.events_held().unwrap(), 1);
+    assert_eq!(first.last_seq().unwrap(), 10);
     // The lead moves when its holder goes.
     drop(first);
     wait_until(
         "the lock is released with its session",
         Duration::from_secs(10),
-        || second.save_snapshot(snapshot(10)).unwrap(),
+        || {
+            second.save_snapshot(10, &snapshot(10).bytes).unwrap();
+            kept() == "10"
+        },
     );
+    second.drop_snapshots().unwrap();
+    assert_eq!(second.load_snapshot().unwrap(), None);
+    runtime.block_on(store.close());
+}
+
+#[test]
+fn a_replica_started_after_pruning_loads_the_snapshot_and_the_log_after_it() {
+    use acquire_exporter::checkpoint;
+    use acquire_exporter::config::Settings;
+    use acquire_exporter::expose::{Exposition, Format};
+    use acquire_exporter::record::{Clock, Metrics};
+
+    let server = pg::Postgres::start();
+    server.create_database("acquire");
+    let url = server.url("acquire");
+    let settings = Settings::load(None).unwrap();
+    let clock = Clock::new(|| 1_700_000_100.0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let page = |metrics: Arc<Metrics>| {
+        let mut out = Vec::new();
+        Exposition::new(metrics).encode(Format::Text, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+
+    // Replica A runs, snapshots after 30 events, then takes 20 more.
+    let a = Arc::new(engine(&url));
+    let (metrics_a, loaded) = checkpoint::load(&*a, &settings, clock.clone(), false, "a").unwrap();
+    let metrics_a = Arc::new(metrics_a);
+    let sink: Sink = {
+        let m = metrics_a.clone();
+        Arc::new(move |e: &Admitted| m.apply(e))
+    };
+    let store = Store::resume(a.clone(), sink, loaded.last).unwrap();
+    let deliver = |range: std::ops::Range<i64>| {
+        runtime.block_on(async {
+            for i in range {
+                let mut e = close(&format!("c{i}"));
+                e.received_ms = 1_700_000_000_000 + i;
+                e.wait_seconds = Some(i as f64);
+                assert_eq!(store.admit(e).await.unwrap(), Admission::New);
+            }
+        })
+    };
+    deliver(0..30);
+    let (at, _) = checkpoint::write_snapshot(&*a, &settings, a.last_seq().unwrap()).unwrap();
+    assert_eq!(at, 30);
+    deliver(30..50);
+    // Every event the snapshot covers is pruned.
+    while a.prune(i64::MAX, at, 7).unwrap() > 0 {}
+    assert_eq!(
+        server.count("acquire", "SELECT min(seq) FROM acquire_events"),
+        31
+    );
+    wait_until("A applied its own events", Duration::from_secs(10), || {
+        a.applied() >= 50
+    });
+
+    // Replica B starts late: the snapshot, then the 20 events after it.
+    let b = engine(&url);
+    let (metrics_b, loaded) = checkpoint::load(&b, &settings, clock, false, "b").unwrap();
+    assert_eq!(loaded.snapshot, Some(30));
+    assert_eq!(loaded.replayed, 20);
+    assert_eq!(page(Arc::new(metrics_b)), page(metrics_a.clone()));
     runtime.block_on(store.close());
 }

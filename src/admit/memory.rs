@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Admission, BoxFuture, Engine, Result, Sink, StoreError};
+use super::{Admission, BoxFuture, Engine, Result, Sink, StoreError, StoredSnapshot};
 use crate::event::{Admitted, ChatEvent, Seq};
 
 /// The memory-only engine.
@@ -25,6 +25,7 @@ struct State {
     dedup: MemoryDedup,
     sink: Option<Sink>,
     last: Seq,
+    epoch_ms: i64,
 }
 
 impl Memory {
@@ -35,6 +36,9 @@ impl Memory {
                 dedup: MemoryDedup::new(window),
                 sink: None,
                 last: 0,
+                epoch_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
             }),
         }
     }
@@ -55,13 +59,45 @@ impl Memory {
 }
 
 impl Engine for Memory {
-    fn replay(&self, after: Seq, _each: &mut dyn FnMut(&Admitted)) -> Result<Seq> {
+    fn replay(&self, after: Seq, _through: Seq, _each: &mut dyn FnMut(&Admitted)) -> Result<Seq> {
         Ok(after)
     }
 
-    fn start(&self, sink: Sink) -> Result<()> {
+    fn start(&self, sink: Sink, _after: Seq) -> Result<()> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).sink = Some(sink);
         Ok(())
+    }
+
+    fn epoch_ms(&self) -> i64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .epoch_ms
+    }
+
+    fn last_seq(&self) -> Result<Seq> {
+        Ok(self.state.lock().unwrap_or_else(|e| e.into_inner()).last)
+    }
+
+    fn events_held(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    // Nothing survives a restart: no snapshots to keep, no events to prune.
+    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>> {
+        Ok(None)
+    }
+
+    fn save_snapshot(&self, _seq: Seq, _bytes: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    fn drop_snapshots(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn prune(&self, _before_ms: i64, _through: Seq, _batch: usize) -> Result<u64> {
+        Ok(0)
     }
 
     fn admit(&self, event: ChatEvent) -> BoxFuture<'_, Result<Admission>> {

@@ -57,6 +57,15 @@ pub enum StoreError {
         /// Why.
         source: rusqlite::Error,
     },
+    /// The database file is empty: not a database, and not a store to start afresh from.
+    #[error(
+        "storage {path}: the file is empty (0 bytes), not a database; if the exporter never \
+         stored anything there, delete it to start afresh, else restore it from a backup"
+    )]
+    Empty {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The storage folder could not be created.
     #[error("storage folder {path}: {source}")]
     Folder {
@@ -118,22 +127,58 @@ pub struct CommitStats {
 /// What an engine calls after each commit.
 pub type OnCommit = Box<dyn Fn(CommitStats) + Send + Sync>;
 
+/// A snapshot of the derived state as a store keeps it: opaque bytes at a sequence number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSnapshot {
+    /// The last event it includes.
+    pub seq: Seq,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// A future an engine returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A storage engine: where admitted events are de-duplicated, made durable and numbered.
+/// A storage engine: where admitted events are de-duplicated, made durable and numbered, and
+/// where the snapshots of the state derived from them are kept.
 ///
-/// The life of an engine: opened by its own constructor; [`Engine::replay`] hands the stored
-/// events to the record stage; [`Engine::start`] begins admitting, after which every new event
-/// reaches the sink once committed; [`Engine::close`] commits what is queued and stops.
+/// The life of an engine: opened by its own constructor; [`Engine::load_snapshot`] and
+/// [`Engine::replay`] hand the stored state to the record stage; [`Engine::start`] begins
+/// admitting, after which every new event reaches the sink once committed; meanwhile
+/// snapshots are saved and old events pruned off the hot path; [`Engine::close`] commits what
+/// is queued and stops.
 pub trait Engine: Send + Sync + std::fmt::Debug {
-    /// The stored events with a sequence number above `after`, in order; the number of the
-    /// last one (`after` when there are none).
-    fn replay(&self, after: Seq, each: &mut dyn FnMut(&Admitted)) -> Result<Seq>;
+    /// The stored events with a sequence number above `after` and at most `through`, in order;
+    /// the number of the last one (`after` when there are none).
+    fn replay(&self, after: Seq, through: Seq, each: &mut dyn FnMut(&Admitted)) -> Result<Seq>;
 
-    /// Begin admitting: from now on every new event goes to `sink` after its commit, in commit
-    /// order.
-    fn start(&self, sink: Sink) -> Result<()>;
+    /// Begin admitting: from now on every event after `after` goes to `sink` once committed,
+    /// in commit order.
+    fn start(&self, sink: Sink, after: Seq) -> Result<()>;
+
+    /// When the store began, in milliseconds since the epoch: the same for every process that
+    /// opens it, across restarts.
+    fn epoch_ms(&self) -> i64;
+
+    /// The sequence number of the newest event committed.
+    fn last_seq(&self) -> Result<Seq>;
+
+    /// How many events the store holds.
+    fn events_held(&self) -> Result<u64>;
+
+    /// The newest complete snapshot, if any.
+    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>>;
+
+    /// Keep `bytes` as the snapshot at `seq`, atomically with it; older ones go.
+    fn save_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<()>;
+
+    /// Delete every snapshot (before a rebuild from the retained events).
+    fn drop_snapshots(&self) -> Result<()>;
+
+    /// Delete at most `batch` of the oldest events received before `before_ms` and at or
+    /// before `through` (the newest snapshot's sequence number); how many were deleted (0
+    /// when nothing is left to prune).
+    fn prune(&self, before_ms: i64, through: Seq, batch: usize) -> Result<u64>;
 
     /// Admit one event: `New` once it is committed and handed to the sink, `Duplicate` if it
     /// was admitted before. A new event reaches the sink even when this future is dropped after
@@ -153,20 +198,26 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 /// The admission store: one engine behind the seam.
 #[derive(Debug)]
 pub struct Store {
-    engine: Box<dyn Engine>,
+    engine: Arc<dyn Engine>,
 }
 
 impl Store {
-    /// A store over an opened engine: replays what it holds into `sink` (returning how many
-    /// events), then starts it.
-    pub fn start(engine: Box<dyn Engine>, sink: Sink) -> Result<(Self, u64)> {
+    /// A store over an opened engine: replays every event it holds into `sink` (returning how
+    /// many), then starts it.
+    pub fn start(engine: Arc<dyn Engine>, sink: Sink) -> Result<(Self, u64)> {
         let mut replayed = 0u64;
-        engine.replay(0, &mut |e| {
+        let last = engine.replay(0, Seq::MAX, &mut |e| {
             replayed += 1;
             sink(e);
         })?;
-        engine.start(sink)?;
+        engine.start(sink, last)?;
         Ok((Store { engine }, replayed))
+    }
+
+    /// A store over an engine whose state was loaded up to `after`: starts it.
+    pub fn resume(engine: Arc<dyn Engine>, sink: Sink, after: Seq) -> Result<Self> {
+        engine.start(sink, after)?;
+        Ok(Store { engine })
     }
 
     /// A memory-only store that drops retries of an event seen within `window` and hands every
@@ -174,10 +225,15 @@ impl Store {
     pub fn in_memory(window: Duration, sink: Sink) -> Self {
         let engine = memory::Memory::new(window);
         // A memory engine holds nothing to replay and always starts.
-        let _ = engine.start(sink);
+        let _ = engine.start(sink, 0);
         Store {
-            engine: Box::new(engine),
+            engine: Arc::new(engine),
         }
+    }
+
+    /// The engine, for the snapshots and the pruning that run beside admission.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
     }
 
     /// Open (or create) the SQLite database in `folder`, hand every stored event to `sink` in
@@ -191,7 +247,7 @@ impl Store {
         on_commit: impl Fn(CommitStats) + Send + Sync + 'static,
     ) -> Result<(Self, u64)> {
         let engine = sqlite::Sqlite::open(folder, sync, Box::new(on_commit))?;
-        Self::start(Box::new(engine), sink)
+        Self::start(Arc::new(engine), sink)
     }
 
     /// Admit one event (see [`Engine::admit`]).

@@ -24,17 +24,16 @@ mod writer;
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub use connect::{Target, Tls};
-pub use maintain::Snapshot;
 pub use schema::SCHEMA_VERSION;
 
-use super::{Admission, BoxFuture, Engine, OnCommit, Result, Sink, StoreError};
+use super::{Admission, BoxFuture, Engine, OnCommit, Result, Sink, StoreError, StoredSnapshot};
 use crate::event::{Admitted, ChatEvent, Seq};
 
 /// How long a start waits for the server before giving up.
@@ -59,7 +58,7 @@ impl Shared {
     /// Run `f` with the maintenance connection, connecting (again) when there is none.
     async fn maintain<T>(
         &self,
-        f: impl AsyncFnOnce(&mut maintain::Maintainer) -> Result<T>,
+        f: impl for<'m> FnOnce(&'m mut maintain::Maintainer) -> BoxFuture<'m, Result<T>>,
     ) -> Result<T> {
         let mut m = self.maintainer.lock().await;
         if !m.as_ref().is_some_and(maintain::Maintainer::is_open) {
@@ -102,8 +101,8 @@ pub struct Postgres {
     /// The commit callback until [`Engine::start`] hands it to the writer.
     idle: Mutex<Option<OnCommit>>,
     writer: Mutex<Option<mpsc::Sender<writer::Msg>>>,
-    /// The last sequence number a replay handed over: where the follower starts.
-    replayed_to: AtomicU64,
+    /// When the store began (see [`Engine::epoch_ms`]).
+    epoch_ms: i64,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -156,16 +155,8 @@ impl Postgres {
             wake: Notify::new(),
             maintainer: tokio::sync::Mutex::new(None),
         });
-        let engine = Postgres {
-            shared: shared.clone(),
-            handle,
-            runtime: Mutex::new(Some(runtime)),
-            idle: Mutex::new(Some(on_commit)),
-            writer: Mutex::new(None),
-            replayed_to: AtomicU64::new(0),
-        };
         let target = shared.target.clone();
-        engine.run(async move {
+        let epoch_ms = block(&handle, async move {
             let started = Instant::now();
             let mut backoff = Backoff::default();
             let (mut client, connection) = loop {
@@ -192,8 +183,24 @@ impl Postgres {
             drop(client);
             let _ = driver.await;
             migrated.map_err(|e| in_context(target.server(), e))
-        })?;
-        Ok(engine)
+        })
+        .unwrap_or(Err(StoreError::Closed));
+        let epoch_ms = match epoch_ms {
+            Ok(epoch_ms) => epoch_ms,
+            Err(e) => {
+                // Not dropped in place: this may run on a thread of the server's runtime.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
+        Ok(Postgres {
+            shared,
+            handle,
+            runtime: Mutex::new(Some(runtime)),
+            idle: Mutex::new(Some(on_commit)),
+            writer: Mutex::new(None),
+            epoch_ms,
+        })
     }
 
     /// Run `f` on the engine's runtime and wait for it.
@@ -209,38 +216,24 @@ impl Postgres {
         self.shared.target.server()
     }
 
-    /// The newest snapshot in the shared store.
-    pub fn load_snapshot(&self) -> Result<Option<Snapshot>> {
+    /// Run `f` with the maintenance connection on the engine's runtime, errors named with the
+    /// server.
+    fn maintain<T: Send + 'static>(
+        &self,
+        f: impl for<'m> FnOnce(&'m mut maintain::Maintainer) -> BoxFuture<'m, Result<T>>
+        + Send
+        + 'static,
+    ) -> Result<T> {
         let shared = self.shared.clone();
         self.run(async move {
-            let server = shared.target.server().to_owned();
-            let out = shared.maintain(async |m| m.load().await).await;
-            out.map_err(|e| in_context(&server, e))
+            let out = shared.maintain(f).await;
+            out.map_err(|e| in_context(shared.target.server(), e))
         })
     }
 
-    /// Store a snapshot, when this replica is the one that maintains (true) — one replica at a
-    /// time, by `pg_try_advisory_lock`.
-    pub fn save_snapshot(&self, snapshot: Snapshot) -> Result<bool> {
-        let shared = self.shared.clone();
-        self.run(async move {
-            let server = shared.target.server().to_owned();
-            let out = shared.maintain(async |m| m.save(&snapshot).await).await;
-            out.map_err(|e| in_context(&server, e))
-        })
-    }
-
-    /// Delete events received before `older_than_ms` up to sequence number `up_to`, when this
-    /// replica is the one that maintains: how many (`None` when another replica maintains).
-    pub fn prune(&self, older_than_ms: i64, up_to: Seq) -> Result<Option<u64>> {
-        let shared = self.shared.clone();
-        self.run(async move {
-            let server = shared.target.server().to_owned();
-            let out = shared
-                .maintain(async |m| m.prune(older_than_ms, up_to).await)
-                .await;
-            out.map_err(|e| in_context(&server, e))
-        })
+    /// Run one query on a connection of the maintenance kind (for counts and maxima).
+    fn scalar(&self, sql: &'static str) -> Result<i64> {
+        self.maintain(move |m| Box::pin(m.scalar(sql)))
     }
 
     /// The last sequence number this replica's follower handed to its sink.
@@ -286,7 +279,7 @@ fn in_context(server: &str, e: StoreError) -> StoreError {
 }
 
 impl Engine for Postgres {
-    fn replay(&self, after: Seq, each: &mut dyn FnMut(&Admitted)) -> Result<Seq> {
+    fn replay(&self, after: Seq, through: Seq, each: &mut dyn FnMut(&Admitted)) -> Result<Seq> {
         // Pages are read on the engine's runtime and handed to this thread, two in flight.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Admitted>>>(2);
         let target = self.shared.target.clone();
@@ -298,6 +291,10 @@ impl Engine for Postgres {
                 let mut last = after;
                 loop {
                     let rows = client.query(&follow, &[&(last as i64), &log::PAGE]).await?;
+                    let rows: Vec<_> = rows
+                        .into_iter()
+                        .take_while(|r| r.get::<_, i64>(0) as u64 <= through)
+                        .collect();
                     let page = rows
                         .iter()
                         .map(log::decode)
@@ -306,7 +303,7 @@ impl Engine for Postgres {
                             server: target.server().to_owned(),
                             problem: format!("event {}: {}", bad.seq, bad.problem),
                         })?;
-                    let full = page.len() as i64 == log::PAGE;
+                    let full = page.len() as i64 == log::PAGE && last < through;
                     if let Some(e) = page.last() {
                         last = e.seq;
                     }
@@ -332,15 +329,13 @@ impl Engine for Postgres {
                 each(&e);
             }
         }
-        self.replayed_to.fetch_max(last, Ordering::Relaxed);
         Ok(last)
     }
 
-    fn start(&self, sink: Sink) -> Result<()> {
+    fn start(&self, sink: Sink, from: Seq) -> Result<()> {
         let Some(on_commit) = lock(&self.idle).take() else {
             return Ok(());
         };
-        let from = self.replayed_to.load(Ordering::Relaxed);
         self.shared.applied.send_replace(from);
         let (tx, rx) = mpsc::channel(writer::MAX_BATCH * 2);
         self.handle
@@ -386,6 +381,45 @@ impl Engine for Postgres {
 
     fn path(&self) -> Option<&Path> {
         None
+    }
+
+    fn epoch_ms(&self) -> i64 {
+        self.epoch_ms
+    }
+
+    fn last_seq(&self) -> Result<Seq> {
+        Ok(self.scalar("SELECT coalesce(max(seq), 0) FROM acquire_events")? as Seq)
+    }
+
+    fn events_held(&self) -> Result<u64> {
+        Ok(self.scalar("SELECT count(*) FROM acquire_events")? as u64)
+    }
+
+    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>> {
+        self.maintain(|m| Box::pin(m.load()))
+    }
+
+    /// Written by the one replica that maintains; on the others a no-op (that replica's
+    /// snapshot covers the same log).
+    fn save_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<()> {
+        let bytes = bytes.to_vec();
+        let saved = self.maintain(move |m| Box::pin(async move { m.save(seq, &bytes).await }))?;
+        if !saved {
+            tracing::debug!(
+                seq,
+                "snapshot not kept: another replica writes the snapshots"
+            );
+        }
+        Ok(())
+    }
+
+    fn drop_snapshots(&self) -> Result<()> {
+        self.maintain(|m| Box::pin(m.drop_all()))
+    }
+
+    /// By the one replica that maintains; 0 on the others.
+    fn prune(&self, before_ms: i64, through: Seq, batch: usize) -> Result<u64> {
+        self.maintain(move |m| Box::pin(m.prune(before_ms, through, batch)))
     }
 }
 

@@ -13,15 +13,18 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Admission, BoxFuture, CommitStats, Engine, OnCommit, Result, Sink, StoreError};
+use super::{
+    Admission, BoxFuture, CommitStats, Engine, OnCommit, Result, Sink, StoreError, StoredSnapshot,
+};
 use crate::config::SyncMode;
 use crate::event::{Admitted, ChatEvent, ChatKind, Seq};
 
 /// The most deliveries one group commit takes.
 const MAX_BATCH: usize = 4096;
 
-/// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes (`PRAGMA user_version`): 1 had the events alone; 2 adds
+/// the store's metadata (its epoch) and the snapshots.
+const SCHEMA_VERSION: i64 = 2;
 
 /// How often a store that failed to commit tries a write of its own to see whether it can again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -32,6 +35,11 @@ pub const FILE_NAME: &str = "acquire-exporter.sqlite";
 /// The SQLite engine.
 pub struct Sqlite {
     path: PathBuf,
+    /// When the store began, in milliseconds since the epoch.
+    epoch_ms: i64,
+    /// A connection of its own for what runs beside admission (snapshots, pruning, counts):
+    /// WAL readers never wait for the writer, and its short writes queue behind the writer's.
+    side: Mutex<Connection>,
     /// False from a failed commit until a later commit or probe succeeds.
     healthy: Arc<AtomicBool>,
     /// The write connection and the commit callback until [`Engine::start`] hands them to the
@@ -73,9 +81,20 @@ impl Sqlite {
             source,
         })?;
         let path = folder.join(FILE_NAME);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError::Empty { path });
+        }
         let conn = open_connection(&path, sync).map_err(|e| at(&path, e))?;
+        let epoch_ms = conn
+            .query_row("SELECT value FROM meta WHERE key = 'epoch_ms'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| at(&path, e.into()))?;
+        let side = open_side(&path, sync).map_err(|e| at(&path, e))?;
         Ok(Sqlite {
             path,
+            epoch_ms,
+            side: Mutex::new(side),
             healthy: Arc::new(AtomicBool::new(true)),
             idle: Mutex::new(Some((conn, on_commit))),
             writer: Mutex::new(None),
@@ -99,14 +118,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Engine for Sqlite {
-    fn replay(&self, after: Seq, each: &mut dyn FnMut(&Admitted)) -> Result<Seq> {
+    fn replay(&self, after: Seq, through: Seq, each: &mut dyn FnMut(&Admitted)) -> Result<Seq> {
         // A connection of its own: WAL readers never wait for the writer.
         let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| at(&self.path, e.into()))?;
-        replay_after(&conn, &self.path, after, each)
+        replay_range(&conn, &self.path, after, through, each)
     }
 
-    fn start(&self, sink: Sink) -> Result<()> {
+    fn start(&self, sink: Sink, _after: Seq) -> Result<()> {
         let Some((conn, on_commit)) = lock(&self.idle).take() else {
             return Ok(());
         };
@@ -159,6 +178,143 @@ impl Engine for Sqlite {
     fn path(&self) -> Option<&Path> {
         Some(&self.path)
     }
+
+    fn epoch_ms(&self) -> i64 {
+        self.epoch_ms
+    }
+
+    fn last_seq(&self) -> Result<Seq> {
+        let conn = lock(&self.side);
+        let last: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
+        Ok(last.unwrap_or(0) as Seq)
+    }
+
+    fn events_held(&self) -> Result<u64> {
+        // Rows are numbered one after another and pruned from the oldest, so the numbers the
+        // table holds are one run: its length is the count, without a scan.
+        let conn = lock(&self.side);
+        let (low, high): (Option<i64>, Option<i64>) =
+            conn.query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        Ok(match (low, high) {
+            (Some(low), Some(high)) => (high - low + 1) as u64,
+            _ => 0,
+        })
+    }
+
+    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>> {
+        let conn = lock(&self.side);
+        Ok(conn
+            .query_row(
+                "SELECT seq, data FROM snapshots ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(StoredSnapshot {
+                        seq: r.get::<_, i64>(0)? as Seq,
+                        bytes: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn save_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<()> {
+        let mut conn = lock(&self.side);
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO snapshots (seq, created_ms, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (seq) DO UPDATE SET created_ms = excluded.created_ms, data = excluded.data",
+            params![seq as i64, now_ms(), bytes],
+        )?;
+        tx.execute("DELETE FROM snapshots WHERE seq < ?1", [seq as i64])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn drop_snapshots(&self) -> Result<()> {
+        lock(&self.side).execute("DELETE FROM snapshots", [])?;
+        Ok(())
+    }
+
+    fn prune(&self, before_ms: i64, through: Seq, batch: usize) -> Result<u64> {
+        let mut conn = lock(&self.side);
+        let Some((low, high)) = seq_range(&conn)? else {
+            return Ok(0);
+        };
+        // The newest row stays: SQLite numbers a new row one above the largest, so the numbers
+        // never go back.
+        let through = (through as i64).min(high - 1);
+        if through < low {
+            return Ok(0);
+        }
+        let boundary = newest_before(&conn, low, through, before_ms)?;
+        let Some(boundary) = boundary else {
+            return Ok(0);
+        };
+        let upto = boundary.min(low + batch as i64 - 1);
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let deleted = tx.execute(
+            "DELETE FROM events WHERE seq >= ?1 AND seq <= ?2",
+            [low, upto],
+        )?;
+        tx.commit()?;
+        Ok(deleted as u64)
+    }
+}
+
+/// The lowest and the highest sequence number held.
+fn seq_range(conn: &Connection) -> Result<Option<(i64, i64)>> {
+    let (low, high): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(low.zip(high))
+}
+
+/// The highest sequence number in `low..=high` of an event received before `before_ms`,
+/// by bisection over the row numbers: receive times grow with them (up to the few
+/// milliseconds by which concurrent deliveries are committed out of order).
+fn newest_before(conn: &Connection, low: i64, high: i64, before_ms: i64) -> Result<Option<i64>> {
+    let mut at =
+        conn.prepare_cached("SELECT received_ms FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    let mut received = |seq: i64| -> Result<i64> { Ok(at.query_row([seq], |r| r.get(0))?) };
+    if received(low)? >= before_ms {
+        return Ok(None);
+    }
+    let (mut old, mut new) = (low, high + 1);
+    // Invariant: the event at `old` is old enough; none at `new` or after is known to be.
+    while new - old > 1 {
+        let mid = old + (new - old) / 2;
+        if received(mid)? < before_ms {
+            old = mid;
+        } else {
+            new = mid;
+        }
+    }
+    Ok(Some(old))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The connection for snapshots and pruning: the same durability as the writer's.
+fn open_side(path: &Path, sync: SyncMode) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
+        },
+    )?;
+    conn.pragma_update(None, "cache_size", -2048)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection> {
@@ -184,7 +340,8 @@ fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection> {
         });
     }
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS events (
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS events (
              seq INTEGER PRIMARY KEY,
              account_id TEXT NOT NULL,
              kind INTEGER NOT NULL,
@@ -201,8 +358,24 @@ fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection> {
              id INTEGER PRIMARY KEY CHECK (id = 1),
              probed_ms INTEGER NOT NULL
          );
-         PRAGMA user_version = 1;",
+         CREATE TABLE IF NOT EXISTS meta (
+             key TEXT PRIMARY KEY,
+             value INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS snapshots (
+             seq INTEGER PRIMARY KEY,
+             created_ms INTEGER NOT NULL,
+             data BLOB NOT NULL
+         );",
     )?;
+    // The store began with its first event (a store of schema 1), else now.
+    conn.execute(
+        "INSERT INTO meta (key, value)
+         SELECT 'epoch_ms', coalesce((SELECT min(received_ms) FROM events), ?1)
+         WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'epoch_ms')",
+        [now_ms()],
+    )?;
+    conn.execute_batch("PRAGMA user_version = 2; COMMIT;")?;
     Ok(conn)
 }
 
@@ -225,18 +398,20 @@ fn kind_from_code(code: i64) -> Option<ChatKind> {
     }
 }
 
-fn replay_after(
+fn replay_range(
     conn: &Connection,
     path: &Path,
     after: Seq,
+    through: Seq,
     each: &mut dyn FnMut(&Admitted),
 ) -> Result<Seq> {
     let mut stmt = conn.prepare(
         "SELECT seq, kind, account_id, chat_id, received_ms, department_id, agent_role,
                 agent_id, wait_seconds, duration_seconds
-         FROM events WHERE seq > ?1 ORDER BY seq",
+         FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
     )?;
-    let mut rows = stmt.query([after as i64])?;
+    let through = i64::try_from(through).unwrap_or(i64::MAX);
+    let mut rows = stmt.query([after as i64, through])?;
     // One event reused for every row: replaying a million rows allocates nothing per row but
     // the strings' growth.
     let mut admitted = Admitted {
@@ -642,7 +817,10 @@ mod tests {
             [],
         )
         .unwrap();
-        let err = engine.replay(0, &mut |_| {}).unwrap_err().to_string();
+        let err = engine
+            .replay(0, Seq::MAX, &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("event 1: unknown event type code 9"), "{err}");
         assert!(err.contains(FILE_NAME), "{err}");
     }

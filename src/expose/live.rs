@@ -1,11 +1,11 @@
-//! The live queue and the staffing estimate on a page: the accept-time histogram and the expiry
-//! counter in the registry, and a collector that computes the gauges when scraped, from the
-//! event times, so they hold after a restart that replays the stored events.
+//! The live queue and the staffing estimate on a page: a collector that reads the state when
+//! scraped (the accept-time histogram, the expiry counter, the queue and staffing gauges), with
+//! the scrape's time for what depends on it.
 
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -14,16 +14,6 @@ use crate::staffing;
 
 /// Registers the live queue's families and gauges in `registry`.
 pub fn register(registry: &mut Registry, live: &Arc<Live>) {
-    registry.register(
-        "acquire_chat_accept_time_seconds",
-        "Time from a chat's start to its accept by an agent",
-        live.accept_time().clone(),
-    );
-    registry.register(
-        "acquire_chats_expired",
-        "Waiting chats dropped from the queue after the expiry time without an accept or a close",
-        live.expired().clone(),
-    );
     registry.register_collector(Box::new(LiveCollector(live.clone())));
 }
 
@@ -35,6 +25,29 @@ impl Collector for LiveCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let live = &self.0;
         let snap = live.snapshot_now();
+        {
+            let mut m = encoder.encode_descriptor(
+                "acquire_chat_accept_time_seconds",
+                "Time from a chat's start to its accept by an agent.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (d, h) in &snap.accept_time {
+                h.encode(m.encode_family(&[("department", d.clone())])?)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "acquire_chats_expired",
+                "Waiting chats dropped from the queue after the expiry time without an accept or a close.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (d, n) in &snap.expired {
+                m.encode_family(&[("department", d.clone())])?
+                    .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+            }
+        }
         {
             let mut m = encoder.encode_descriptor(
                 "acquire_chats_waiting",

@@ -22,7 +22,6 @@ pub mod protobuf;
 pub mod text;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::prometheus_protobuf::{self, prometheus_data_model as dto};
 use prometheus_client::metrics::info::Info;
@@ -110,26 +109,7 @@ fn exposable(family: &dto::MetricFamily) -> bool {
     !family.name.is_empty() && !family.metric.is_empty()
 }
 
-/// Seconds and non-negative nanoseconds since the Unix epoch, saturating far outside it.
-pub(crate) fn unix_parts(t: SystemTime) -> (i64, i32) {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (
-            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            i32::try_from(d.subsec_nanos()).unwrap_or(0),
-        ),
-        Err(before) => {
-            let d = before.duration();
-            let seconds = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-            match i32::try_from(d.subsec_nanos()).unwrap_or(0) {
-                0 => (seconds.saturating_neg(), 0),
-                nanos => (
-                    seconds.saturating_neg().saturating_sub(1),
-                    1_000_000_000 - nanos,
-                ),
-            }
-        }
-    }
-}
+pub(crate) use crate::record::histogram::unix_parts;
 
 /// The exposition of one [`Metrics`]: its registry (names, help texts, the order families are
 /// listed in) and the chat histograms.

@@ -7,10 +7,11 @@
 //! and `_count` afterwards. So when the native buckets outgrow their limit the resolution is
 //! reduced (schema - 1, neighbouring buckets merged); the histogram is never reset.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::layout::{DEFAULT_ZERO_THRESHOLD, HistogramLayout, LayoutError, NativeLayout};
 use crate::layout::{MIN_SCHEMA, bucket_index};
+use crate::record::snapshot::{ExemplarState, HistogramState, NativeState};
 
 /// The label name of every exemplar.
 pub const EXEMPLAR_LABEL: &str = "chat_id";
@@ -172,6 +173,112 @@ impl ChatHistogram {
     pub fn native(&self) -> Option<&NativeBuckets> {
         self.native.as_ref()
     }
+
+    /// The state, for a snapshot.
+    pub fn export(&self) -> HistogramState {
+        HistogramState {
+            counts: self.counts.clone(),
+            exemplars: self
+                .exemplars
+                .iter()
+                .map(|(bucket, e)| {
+                    let (seconds, nanos) = unix_parts(e.timestamp);
+                    ExemplarState {
+                        bucket: *bucket as u32,
+                        chat_id: e.chat_id.to_string(),
+                        value: e.value,
+                        seconds,
+                        nanos: nanos.unsigned_abs(),
+                    }
+                })
+                .collect(),
+            count: self.count,
+            sum: self.sum,
+            native: self.native.as_ref().map(|n| NativeState {
+                schema: n.schema,
+                zero_threshold: n.zero_threshold,
+                zero_count: n.zero_count,
+                positive: n.positive.clone(),
+                negative: n.negative.clone(),
+            }),
+        }
+    }
+
+    /// A series of `layout` with a snapshot's state; an error names what does not fit the
+    /// layout.
+    pub fn import(layout: &HistogramLayout, state: &HistogramState) -> Result<Self, String> {
+        let buckets = layout.bounds().len() + 1;
+        if state.counts.len() != buckets {
+            return Err(format!(
+                "{} classic buckets where the layout has {buckets}",
+                state.counts.len()
+            ));
+        }
+        if state.native.is_some() != layout.native().is_some() {
+            return Err("native buckets where the layout has none, or none where it has".into());
+        }
+        let mut exemplars = Vec::with_capacity(state.exemplars.len());
+        for e in &state.exemplars {
+            let bucket = e.bucket as usize;
+            if bucket >= buckets || exemplars.last().is_some_and(|(b, _)| *b >= bucket) {
+                return Err(format!(
+                    "an exemplar of bucket {bucket} out of order or range"
+                ));
+            }
+            exemplars.push((
+                bucket,
+                Exemplar {
+                    chat_id: e.chat_id.as_str().into(),
+                    value: e.value,
+                    timestamp: from_unix_parts(e.seconds, e.nanos),
+                },
+            ));
+        }
+        Ok(ChatHistogram {
+            counts: state.counts.clone(),
+            exemplars,
+            count: state.count,
+            sum: state.sum,
+            native: state.native.as_ref().map(|n| NativeBuckets {
+                schema: n.schema,
+                zero_threshold: n.zero_threshold,
+                zero_count: n.zero_count,
+                positive: n.positive.clone(),
+                negative: n.negative.clone(),
+            }),
+        })
+    }
+}
+
+/// Seconds and non-negative nanoseconds since the Unix epoch, saturating far outside it.
+pub fn unix_parts(t: SystemTime) -> (i64, i32) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            i32::try_from(d.subsec_nanos()).unwrap_or(0),
+        ),
+        Err(before) => {
+            let d = before.duration();
+            let seconds = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match i32::try_from(d.subsec_nanos()).unwrap_or(0) {
+                0 => (seconds.saturating_neg(), 0),
+                nanos => (
+                    seconds.saturating_neg().saturating_sub(1),
+                    1_000_000_000 - nanos,
+                ),
+            }
+        }
+    }
+}
+
+/// The time of [`unix_parts`]' seconds and nanoseconds.
+pub fn from_unix_parts(seconds: i64, nanos: u32) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(nanos.min(999_999_999)));
+    if seconds >= 0 {
+        UNIX_EPOCH + Duration::from_secs(seconds.unsigned_abs()) + nanos
+    } else {
+        UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()) + nanos
+    }
 }
 
 /// The native part of one series.
@@ -283,7 +390,6 @@ fn add_to_bucket(buckets: &mut Vec<(i32, u64)>, index: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
 
     /// The contract's wait-time buckets.
     const WAIT_BOUNDS: [f64; 17] = [

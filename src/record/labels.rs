@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 
 use super::lock;
 use crate::config::Settings;
+use crate::record::snapshot::CappedState;
 
 /// The label value of an empty department or a chat no agent took.
 pub const NONE: &str = "none";
@@ -82,6 +83,45 @@ impl Capped {
     }
 }
 
+impl Capped {
+    fn export(&self) -> CappedState {
+        let mut known: Vec<_> = self
+            .known
+            .iter()
+            .map(|(raw, v)| (raw.to_string(), v.0.to_string()))
+            .collect();
+        known.sort();
+        let mut values: Vec<_> = self.values.iter().map(|v| v.0.to_string()).collect();
+        values.sort();
+        CappedState { known, values }
+    }
+
+    fn import(&mut self, state: &CappedState, intern: &mut Interner) {
+        self.values = state.values.iter().map(|v| intern.value(v)).collect();
+        self.known = state
+            .known
+            .iter()
+            .map(|(raw, v)| (raw.as_str().into(), intern.value(v)))
+            .collect();
+    }
+}
+
+/// Label values by their text, so that a state read back shares one value per label.
+#[derive(Debug, Default)]
+pub struct Interner(HashMap<String, Value>);
+
+impl Interner {
+    /// The value of `text`.
+    pub fn value(&mut self, text: &str) -> Value {
+        if let Some(v) = self.0.get(text) {
+            return v.clone();
+        }
+        let v = Value(Arc::from(text));
+        self.0.insert(text.to_owned(), v.clone());
+        v
+    }
+}
+
 impl std::borrow::Borrow<str> for Value {
     fn borrow(&self) -> &str {
         &self.0
@@ -125,6 +165,17 @@ impl Labeler {
             self.overflow.get_or_create(&[("label", d.label)]).inc();
             d.other.clone()
         })
+    }
+
+    /// The departments' and the roles' values, for a snapshot.
+    pub fn export(&self) -> (CappedState, CappedState) {
+        (lock(&self.departments).export(), lock(&self.roles).export())
+    }
+
+    /// Take the departments' and the roles' values of a snapshot.
+    pub fn import(&self, departments: &CappedState, roles: &CappedState, intern: &mut Interner) {
+        lock(&self.departments).import(departments, intern);
+        lock(&self.roles).import(roles, intern);
     }
 
     /// `agent_role`: the role (already lower-cased), `none` without one; `other` past the cap.

@@ -9,8 +9,10 @@ pub mod chats;
 pub mod histogram;
 pub mod labels;
 pub mod queue;
+pub mod snapshot;
 pub mod window;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,11 +22,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::config::Settings;
-use crate::event::{Admitted, ChatKind, EventKind, Outcome, Reason};
+use crate::event::{Admitted, ChatEvent, ChatKind, EventKind, Outcome, Reason, Seq};
 use crate::record::chats::ChatSeries;
-use crate::record::histogram::{ChatId, Exemplar};
+use crate::record::histogram::{ChatHistogram, ChatId, Exemplar};
+use crate::record::labels::Interner;
 pub use crate::record::labels::{Labeler, NONE, OTHER, Value};
 use crate::record::queue::{DepartmentLabel, Live};
+use crate::record::snapshot::{Fingerprint, HourState, SeriesState, State};
+use crate::staffing::history::{HOURS_PER_WEEK, History, HourTotals, MAX_WEEKS};
 
 pub use crate::layout::LayoutError;
 
@@ -76,7 +81,11 @@ pub struct Metrics {
     chats: ChatSeries,
     exemplars: bool,
     live: Arc<Live>,
-    clock: Clock,
+    /// Per department and hour, the totals of the chats that arrived in it.
+    history: Mutex<History>,
+    /// The sequence number of the last event applied.
+    applied: AtomicU64,
+    fingerprint: Fingerprint,
 }
 
 /// Bounds of `acquire_exporter_storage_commit_duration_seconds`.
@@ -131,8 +140,147 @@ impl Metrics {
             ),
             exemplars: settings.exemplars,
             live,
-            clock,
+            history: Mutex::new(History::new()),
+            applied: AtomicU64::new(0),
+            fingerprint: Fingerprint::of(settings),
         }
+    }
+
+    /// The state at the last event applied, for a snapshot.
+    pub fn export(&self) -> State {
+        let (departments, roles) = self.labeler.export();
+        let overflow = |label| {
+            self.overflow
+                .get(&[("label", label)])
+                .map_or(0, |c| c.get())
+        };
+        let mut unanswered: Vec<(String, u64)> = departments
+            .values
+            .iter()
+            .map(String::as_str)
+            .chain([NONE, OTHER])
+            .filter_map(|d| {
+                let n = self
+                    .unanswered
+                    .get(&[("department", Value(Arc::from(d)))])?
+                    .get();
+                Some((d.to_owned(), n))
+            })
+            .collect();
+        unanswered.sort();
+        unanswered.dedup();
+        let series = self
+            .chats
+            .sorted()
+            .iter()
+            .map(|series| {
+                let series = lock(series);
+                let [role, department] = series.label_values();
+                SeriesState {
+                    department: department.to_owned(),
+                    role: role.to_owned(),
+                    wait: series.wait.export(),
+                    duration: series.duration.export(),
+                }
+            })
+            .collect();
+        let history = lock(&self.history);
+        State {
+            seq: self.applied.load(Ordering::Acquire),
+            epoch: self.live.epoch(),
+            fingerprint: self.fingerprint.clone(),
+            departments,
+            roles,
+            overflow: (overflow("department"), overflow("agent_role")),
+            unanswered,
+            series,
+            queue: self.live.export(),
+            history: history
+                .entries()
+                .map(|(d, hour, t)| {
+                    (
+                        d.to_owned(),
+                        hour,
+                        HourState {
+                            arrivals: t.arrivals,
+                            answered: t.answered,
+                            abandoned: t.abandoned,
+                            handle_seconds: t.handle_seconds,
+                            queue_seconds: t.queue_seconds,
+                        },
+                    )
+                })
+                .collect(),
+            history_covered: history.first_hour().zip(history.newest_hour()),
+        }
+    }
+
+    /// The metrics of a snapshot's state, for `settings` on `clock`. The snapshot must have
+    /// been made under the same settings (its fingerprint); an error says what does not fit.
+    pub fn import(settings: &Settings, clock: Clock, state: &State) -> Result<Self, String> {
+        let metrics = Metrics::with_clock(settings, clock);
+        let differences = state.fingerprint.differences(&metrics.fingerprint);
+        if !differences.is_empty() {
+            return Err(format!(
+                "made under other settings: {}",
+                differences.join(", ")
+            ));
+        }
+        let mut intern = Interner::default();
+        metrics
+            .labeler
+            .import(&state.departments, &state.roles, &mut intern);
+        let (departments, roles) = state.overflow;
+        for (label, n) in [("department", departments), ("agent_role", roles)] {
+            metrics
+                .overflow
+                .get_or_create(&[("label", label)])
+                .inc_by(n);
+        }
+        for (d, n) in &state.unanswered {
+            metrics
+                .unanswered
+                .get_or_create(&[("department", intern.value(d))])
+                .inc_by(*n);
+        }
+        for s in &state.series {
+            let series = metrics
+                .chats
+                .series(intern.value(&s.department), intern.value(&s.role));
+            let mut series = lock(&series);
+            let wait = chats::ChatFamily::Wait;
+            let duration = chats::ChatFamily::Duration;
+            series.wait = ChatHistogram::import(metrics.chats.layout(wait), &s.wait)
+                .map_err(|e| format!("series {:?}/{:?}: {e}", s.department, s.role))?;
+            series.duration = ChatHistogram::import(metrics.chats.layout(duration), &s.duration)
+                .map_err(|e| format!("series {:?}/{:?}: {e}", s.department, s.role))?;
+        }
+        metrics.live.set_epoch(state.epoch);
+        metrics.live.import(&state.queue, &mut intern)?;
+        {
+            let mut history = lock(&metrics.history);
+            for (d, hour, t) in &state.history {
+                history.add(
+                    d,
+                    *hour,
+                    &HourTotals {
+                        arrivals: t.arrivals,
+                        answered: t.answered,
+                        abandoned: t.abandoned,
+                        handle_seconds: t.handle_seconds,
+                        queue_seconds: t.queue_seconds,
+                    },
+                );
+            }
+            history.set_covered(state.history_covered);
+        }
+        metrics.applied.store(state.seq, Ordering::Release);
+        Ok(metrics)
+    }
+
+    /// The sequence number of the last event applied.
+    pub fn applied(&self) -> Seq {
+        self.applied.load(Ordering::Acquire)
     }
 
     /// Count one delivery.
@@ -162,9 +310,11 @@ impl Metrics {
     pub fn apply(&self, admitted: &Admitted) {
         let e = &admitted.event;
         let at = e.received_ms as f64 / 1000.0;
+        self.applied.fetch_max(admitted.seq, Ordering::AcqRel);
         match e.kind {
             ChatKind::Close => {
                 let department = self.labeler.department(&e.department_id);
+                self.record_arrival(&department, e, at);
                 let role = self.labeler.role(e.agent_role.as_deref());
                 if e.wait_seconds.is_none() {
                     self.unanswered
@@ -198,9 +348,31 @@ impl Metrics {
         }
     }
 
-    /// Drop waiting chats past the expiry time.
-    pub fn expire(&self) {
-        self.live.expire(self.clock.now());
+    /// The closed chat in the hour-of-week history, in the hour it arrived: its close less its
+    /// duration and its wait.
+    fn record_arrival(&self, department: &Value, e: &ChatEvent, at: f64) {
+        let elapsed = e.duration_seconds.unwrap_or(0.0) + e.wait_seconds.unwrap_or(0.0);
+        let mut history = lock(&self.history);
+        let before = history.newest_hour();
+        history.add_close(
+            &department.0,
+            at - elapsed,
+            e.wait_seconds,
+            e.duration_seconds,
+        );
+        if let Some(newest) = history.newest_hour().filter(|n| Some(*n) != before) {
+            history.forget_before(newest - HOURS_PER_WEEK * i64::from(MAX_WEEKS));
+        }
+    }
+
+    /// The hour-of-week history, locked.
+    pub fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        lock(&self.history)
+    }
+
+    /// When the store began, in seconds since the epoch: where new staffing windows start.
+    pub fn set_epoch(&self, epoch_seconds: f64) {
+        self.live.set_epoch(epoch_seconds);
     }
 
     /// Deliveries by event and outcome.

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::record::snapshot::WindowState;
+
 /// Most slots a [`Window`] keeps, so a typo in the configuration cannot allocate gigabytes.
 pub const MAX_SLOTS: u32 = 10_000;
 
@@ -77,6 +79,45 @@ impl Window {
             this.start = Some(start);
         }
         this
+    }
+
+    /// The state, for a snapshot.
+    pub fn export(&self) -> WindowState {
+        WindowState {
+            width: self.width,
+            slots: self
+                .slots
+                .iter()
+                .map(|s| (s.index, s.arrivals, s.closed, s.handle_sum))
+                .collect(),
+            start: self.start,
+            dropped: self.dropped,
+        }
+    }
+
+    /// A window with a snapshot's state; `None` when the state is not a window's.
+    pub fn import(state: &WindowState) -> Option<Self> {
+        if state.slots.is_empty() || state.slots.len() > MAX_SLOTS as usize {
+            return None;
+        }
+        if !(state.width.is_finite() && state.width > 0.0) {
+            return None;
+        }
+        Some(Window {
+            width: state.width,
+            slots: state
+                .slots
+                .iter()
+                .map(|&(index, arrivals, closed, handle_sum)| Slot {
+                    index,
+                    arrivals,
+                    closed,
+                    handle_sum,
+                })
+                .collect(),
+            start: state.start,
+            dropped: state.dropped,
+        })
     }
 
     /// The window's length in seconds.

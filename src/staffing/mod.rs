@@ -16,6 +16,9 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
+pub mod erlang_a;
+pub mod history;
+
 /// Largest offered load (after concurrency), in Erlangs, that [`agents_required`] computes:
 /// far past any chat team, and it bounds the search to about a million steps.
 pub const MAX_LOAD_ERLANGS: f64 = 1_000_000.0;

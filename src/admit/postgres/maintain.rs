@@ -1,34 +1,14 @@
-//! What one replica at a time does for all: writing snapshots and pruning old events. The
-//! replica that holds the session-level advisory lock [`LOCK_MAINTAIN`] does it; the lock goes
-//! with its connection, so when that replica dies another takes over at its next attempt.
+//! Snapshots and pruning. Reading a snapshot is for every replica; writing one and pruning are
+//! for one replica at a time: the one whose maintenance connection holds the session-level
+//! advisory lock [`LOCK_MAINTAIN`]. The lock goes with its connection, so when that replica
+//! dies another takes over at its next attempt.
 
 use tokio_postgres::Client;
 
 use super::Target;
 use super::schema::{LOCK_CLASS, LOCK_MAINTAIN};
-use crate::admit::Result;
+use crate::admit::{Result, StoredSnapshot};
 use crate::event::Seq;
-
-/// Events one prune statement deletes: small batches, so no long lock on the log.
-const PRUNE_BATCH: i64 = 5000;
-
-/// Snapshots kept: the newest and the one before it.
-const KEEP_SNAPSHOTS: i64 = 2;
-
-/// A stored snapshot of the derived state at a sequence number.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The last event it contains.
-    pub seq: Seq,
-    /// Its format version.
-    pub version: i32,
-    /// Its checksum, as the writer computed it.
-    pub checksum: i64,
-    /// The encoded state.
-    pub data: Vec<u8>,
-    /// When it was written, in milliseconds since the Unix epoch.
-    pub created_ms: i64,
-}
 
 /// The maintenance connection and whether it holds the lock.
 pub struct Maintainer {
@@ -41,6 +21,12 @@ impl Drop for Maintainer {
     fn drop(&mut self) {
         self.driver.abort();
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Maintainer {
@@ -73,82 +59,85 @@ impl Maintainer {
                 )
                 .await?;
             self.leads = row.get(0);
+            if self.leads {
+                tracing::info!("this replica writes the snapshots and prunes");
+            }
         }
         Ok(self.leads)
     }
 
+    /// A one-row, one-column bigint query.
+    pub async fn scalar(&self, sql: &str) -> Result<i64> {
+        Ok(self.client.query_one(sql, &[]).await?.get(0))
+    }
+
     /// The newest snapshot.
-    pub async fn load(&self) -> Result<Option<Snapshot>> {
+    pub async fn load(&self) -> Result<Option<StoredSnapshot>> {
         let row = self
             .client
             .query_opt(
-                "SELECT seq, version, checksum, data, created_ms FROM acquire_snapshots
-                 ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, data FROM acquire_snapshots ORDER BY seq DESC LIMIT 1",
                 &[],
             )
             .await?;
-        Ok(row.map(|r| Snapshot {
+        Ok(row.map(|r| StoredSnapshot {
             seq: r.get::<_, i64>(0) as Seq,
-            version: r.get(1),
-            checksum: r.get(2),
-            data: r.get(3),
-            created_ms: r.get(4),
+            bytes: r.get(1),
         }))
     }
 
-    /// Store a snapshot (in one transaction with the removal of the older ones); false when
-    /// another replica maintains.
-    pub async fn save(&mut self, s: &Snapshot) -> Result<bool> {
+    /// Keep a snapshot at `seq` and remove the older ones, in one transaction; false (nothing
+    /// written) when another replica maintains.
+    pub async fn save(&mut self, seq: Seq, bytes: &[u8]) -> Result<bool> {
         if !self.leads().await? {
             return Ok(false);
         }
         let tx = self.client.transaction().await?;
         tx.execute(
-            "INSERT INTO acquire_snapshots (seq, version, checksum, data, created_ms)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
-            &[
-                &(s.seq as i64),
-                &s.version,
-                &s.checksum,
-                &s.data,
-                &s.created_ms,
-            ],
+            "INSERT INTO acquire_snapshots (seq, created_ms, data) VALUES ($1, $2, $3)
+             ON CONFLICT (seq) DO UPDATE SET created_ms = excluded.created_ms, data = excluded.data",
+            &[&(seq as i64), &now_ms(), &bytes],
         )
         .await?;
         tx.execute(
-            "DELETE FROM acquire_snapshots WHERE seq < (
-                 SELECT min(seq) FROM (SELECT seq FROM acquire_snapshots
-                                       ORDER BY seq DESC LIMIT $1) newest)",
-            &[&KEEP_SNAPSHOTS],
+            "DELETE FROM acquire_snapshots WHERE seq < $1",
+            &[&(seq as i64)],
         )
         .await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    /// Delete the events received before `older_than_ms` whose numbers are at most `up_to`
-    /// (the newest snapshot's), in small batches; how many, or `None` when another replica
-    /// maintains.
-    pub async fn prune(&mut self, older_than_ms: i64, up_to: Seq) -> Result<Option<u64>> {
+    /// Delete every snapshot.
+    pub async fn drop_all(&self) -> Result<()> {
+        self.client
+            .execute("DELETE FROM acquire_snapshots", &[])
+            .await?;
+        Ok(())
+    }
+
+    /// Delete at most `batch` of the oldest events received before `before_ms` and numbered at
+    /// most `through`; the newest event always stays, so that the newest number is known. How
+    /// many (0 when another replica maintains).
+    pub async fn prune(&mut self, before_ms: i64, through: Seq, batch: usize) -> Result<u64> {
         if !self.leads().await? {
-            return Ok(None);
+            return Ok(0);
         }
-        let mut deleted = 0;
-        loop {
-            let n = self
-                .client
-                .execute(
-                    "DELETE FROM acquire_events WHERE seq IN (
-                         SELECT seq FROM acquire_events
-                         WHERE seq <= $1 AND received_ms < $2
-                         ORDER BY seq LIMIT $3)",
-                    &[&(up_to as i64), &older_than_ms, &PRUNE_BATCH],
-                )
-                .await?;
-            deleted += n;
-            if (n as i64) < PRUNE_BATCH {
-                return Ok(Some(deleted));
-            }
-        }
+        let n = self
+            .client
+            .execute(
+                "DELETE FROM acquire_events WHERE seq IN (
+                     SELECT seq FROM acquire_events
+                     WHERE seq <= least($1, (SELECT max(seq) - 1 FROM acquire_events))
+                       AND received_ms < $2
+                     ORDER BY seq LIMIT $3)",
+                &[
+                    &(through.min(i64::MAX as u64) as i64),
+                    &before_ms,
+                    &(batch as i64),
+                ],
+            )
+            .await?;
+        Ok(n)
     }
 }

@@ -40,15 +40,15 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX acquire_events_received ON acquire_events (received_ms);
     CREATE TABLE acquire_snapshots (
         seq bigint PRIMARY KEY,
-        version integer NOT NULL,
-        checksum bigint NOT NULL,
-        data bytea NOT NULL,
-        created_ms bigint NOT NULL
+        created_ms bigint NOT NULL,
+        data bytea NOT NULL
     );
 "];
 
-/// Create or migrate the schema; refuses a database written by a newer build.
-pub async fn migrate(client: &mut Client, server: &str) -> Result<()> {
+/// Create or migrate the schema; refuses a database written by a newer build. The store's
+/// epoch (when it began, in milliseconds since the Unix epoch): the first replica writes it,
+/// every replica reads the same.
+pub async fn migrate(client: &mut Client, server: &str) -> Result<i64> {
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
         "SELECT pg_advisory_xact_lock({LOCK_CLASS}, {LOCK_MIGRATE});
@@ -89,8 +89,23 @@ pub async fn migrate(client: &mut Client, server: &str) -> Result<()> {
         &[&SCHEMA_VERSION.to_string()],
     )
     .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    tx.execute(
+        "INSERT INTO acquire_meta (key, value) VALUES ('epoch_ms', $1) ON CONFLICT (key) DO NOTHING",
+        &[&now.to_string()],
+    )
+    .await?;
+    let epoch: String = tx
+        .query_one("SELECT value FROM acquire_meta WHERE key = 'epoch_ms'", &[])
+        .await?
+        .get(0);
     tx.commit().await?;
-    Ok(())
+    epoch.parse().map_err(|_| StoreError::Server {
+        server: server.to_owned(),
+        problem: format!("acquire_meta.epoch_ms is {epoch:?}, not a number"),
+    })
 }
 
 #[cfg(test)]

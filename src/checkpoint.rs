@@ -1,0 +1,309 @@
+//! Checkpoints: what a start costs must not depend on how long the exporter has run.
+//!
+//! - **Load** ([`load`]): the newest snapshot of the derived state, then only the events after
+//!   it. A snapshot made under other settings (a changed bucket layout, say) is set aside: the
+//!   state is rebuilt from the retained events, and Prometheus sees a counter reset. A snapshot
+//!   that cannot be read (damaged, or written by a newer build) stops the start, unless
+//!   `--storage.rebuild` asks for the same rebuild.
+//! - **Snapshots** ([`Worker`]): every so many events or so much time, a thread of its own
+//!   rebuilds the state at the newest event from the last snapshot and the events after it, off
+//!   the hot path (the live state is never paused or copied), and the store keeps it at that
+//!   event's sequence number, atomically.
+//! - **Retention**: after each snapshot, raw events older than the retention and covered by
+//!   the snapshot are deleted in small batches; the snapshot keeps their contribution, so no
+//!   counter goes down. De-duplication holds for the retention.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::admit::{Engine, StoreError};
+use crate::config::Settings;
+use crate::event::Seq;
+use crate::record::snapshot::{self, SnapshotError};
+use crate::record::{Clock, Metrics};
+
+/// When snapshots are made, and how long raw events are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// A snapshot after this many events.
+    pub every_events: u64,
+    /// A snapshot after this much time, if any event came.
+    pub interval: Duration,
+    /// Raw events older than this are pruned; `None` keeps them for good.
+    pub retention: Option<Duration>,
+}
+
+/// Events deleted in one pruning transaction.
+const PRUNE_BATCH: usize = 2_000;
+/// The pause between two pruning transactions, so admission commits in between.
+const PRUNE_PAUSE: Duration = Duration::from_millis(20);
+
+/// Why the stored state could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The newest snapshot cannot be read.
+    #[error(
+        "{location}: the snapshot at event {seq} cannot be read: {source}. Nothing was changed. \
+         Start once with --storage.rebuild to rebuild the state from the retained events \
+         (what events older than the retention added to the histograms and counters is lost), \
+         or run a build that reads it"
+    )]
+    Unreadable {
+        /// The store.
+        location: String,
+        /// The snapshot's sequence number.
+        seq: Seq,
+        /// Why.
+        source: SnapshotError,
+    },
+}
+
+/// How the state was loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The snapshot's sequence number, if one was used.
+    pub snapshot: Option<Seq>,
+    /// Events replayed after it.
+    pub replayed: u64,
+    /// The last event applied.
+    pub last: Seq,
+    /// Why a snapshot was set aside, if one was.
+    pub rebuilt: Option<String>,
+}
+
+/// The state the store holds, as [`Metrics`] for `settings` on `clock`: the newest snapshot
+/// and the events after it (see the module docs).
+pub fn load(
+    engine: &dyn Engine,
+    settings: &Settings,
+    clock: Clock,
+    rebuild: bool,
+    location: &str,
+) -> Result<(Metrics, Loaded), LoadError> {
+    let fresh = || {
+        let metrics = Metrics::with_clock(settings, clock.clone());
+        metrics.set_epoch(engine.epoch_ms() as f64 / 1000.0);
+        metrics
+    };
+    let (metrics, snapshot, rebuilt) = match engine.load_snapshot()? {
+        None => (fresh(), None, None),
+        Some(stored) => match snapshot::decode(&stored.bytes) {
+            Ok(state) => match Metrics::import(settings, clock.clone(), &state) {
+                Ok(metrics) => (metrics, Some(stored.seq), None),
+                Err(why) => {
+                    let why = format!("the snapshot at event {} was {why}", stored.seq);
+                    tracing::warn!(
+                        store = location,
+                        "{why}: rebuilding the state from the retained events; the chat \
+                         histograms and counters restart (Prometheus sees a counter reset) \
+                         and lose what events older than the retention added"
+                    );
+                    (fresh(), None, Some(why))
+                }
+            },
+            Err(source) if rebuild => {
+                let why = format!(
+                    "the snapshot at event {} cannot be read: {source}",
+                    stored.seq
+                );
+                tracing::warn!(
+                    store = location,
+                    "{why}: rebuilding the state from the retained events (--storage.rebuild); \
+                     what events older than the retention added is lost"
+                );
+                (fresh(), None, Some(why))
+            }
+            Err(source) => {
+                return Err(LoadError::Unreadable {
+                    location: location.to_owned(),
+                    seq: stored.seq,
+                    source,
+                });
+            }
+        },
+    };
+    let after = snapshot.unwrap_or(0);
+    let mut replayed = 0u64;
+    let last = engine.replay(after, Seq::MAX, &mut |e| {
+        replayed += 1;
+        metrics.apply(e);
+    })?;
+    if rebuilt.is_some() {
+        // The old snapshot would mislead the next start: the worker writes a new one soon.
+        engine.drop_snapshots()?;
+    }
+    Ok((
+        metrics,
+        Loaded {
+            snapshot,
+            replayed,
+            last,
+            rebuilt,
+        },
+    ))
+}
+
+/// What the worker reports to the exporter's own metrics.
+pub trait Report: Send + Sync {
+    /// A snapshot at `seq` was written in `seconds`, `bytes` long.
+    fn snapshot(&self, seq: Seq, seconds: f64, bytes: usize);
+    /// A snapshot could not be made.
+    fn snapshot_failed(&self);
+    /// `events` old events were pruned.
+    fn pruned(&self, events: u64);
+}
+
+/// The snapshot and pruning thread.
+#[derive(Debug)]
+pub struct Worker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Start the thread over `engine`, whose state was loaded up to `loaded` (a snapshot at
+    /// `snapshot`, if any).
+    pub fn start(
+        engine: Arc<dyn Engine>,
+        settings: Settings,
+        policy: Policy,
+        snapshot: Option<Seq>,
+        report: Arc<dyn Report>,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-snapshots".into())
+            .spawn(move || {
+                let mut worker = Run {
+                    engine,
+                    settings,
+                    policy,
+                    snapshot,
+                    report,
+                };
+                worker.run(&flag);
+            })?;
+        Ok(Worker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop the thread (between two of its steps) and wait for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Run {
+    engine: Arc<dyn Engine>,
+    settings: Settings,
+    policy: Policy,
+    snapshot: Option<Seq>,
+    report: Arc<dyn Report>,
+}
+
+impl Run {
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut since = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let last = match self.engine.last_seq() {
+                Ok(last) => last,
+                Err(e) => {
+                    tracing::debug!(error = %e, "snapshot check failed");
+                    continue;
+                }
+            };
+            let covered = self.snapshot.unwrap_or(0);
+            let behind = last.saturating_sub(covered);
+            let due = behind >= self.policy.every_events
+                || (behind > 0 && since.elapsed() >= self.policy.interval);
+            if !due {
+                continue;
+            }
+            since = Instant::now();
+            match write_snapshot(&*self.engine, &self.settings, last) {
+                Ok((seq, bytes)) => {
+                    self.report
+                        .snapshot(seq, since.elapsed().as_secs_f64(), bytes);
+                    self.snapshot = Some(seq);
+                    tracing::debug!(seq, bytes, "snapshot written");
+                }
+                Err(e) => {
+                    self.report.snapshot_failed();
+                    tracing::warn!(error = %e, "could not write a snapshot; the next try is due at the next interval");
+                    continue;
+                }
+            }
+            if let (Some(retention), Some(seq)) = (self.policy.retention, self.snapshot) {
+                self.prune(retention, seq, stop);
+            }
+        }
+    }
+
+    /// Prune what the snapshot at `through` covers and the retention lets go, in batches.
+    fn prune(&self, retention: Duration, through: Seq, stop: &AtomicBool) {
+        let before_ms = now_ms() - retention.as_millis() as i64;
+        while !stop.load(Ordering::Relaxed) {
+            match self.engine.prune(before_ms, through, PRUNE_BATCH) {
+                Ok(0) => return,
+                Ok(n) => self.report.pruned(n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not prune old events; the next try follows the next snapshot");
+                    return;
+                }
+            }
+            std::thread::sleep(PRUNE_PAUSE);
+        }
+    }
+}
+
+/// The state at event `upto` (or the newest), rebuilt from the store's newest snapshot and the
+/// events after it, written as the new snapshot: its sequence number and size.
+pub fn write_snapshot(
+    engine: &dyn Engine,
+    settings: &Settings,
+    upto: Seq,
+) -> Result<(Seq, usize), String> {
+    // The clock does not enter the state: a fixed one keeps the rebuild independent of it.
+    let clock = Clock::new(|| 0.0);
+    let metrics = match engine.load_snapshot().map_err(|e| e.to_string())? {
+        Some(stored) => {
+            let state = snapshot::decode(&stored.bytes).map_err(|e| e.to_string())?;
+            Metrics::import(settings, clock, &state)?
+        }
+        None => {
+            let metrics = Metrics::with_clock(settings, clock);
+            metrics.set_epoch(engine.epoch_ms() as f64 / 1000.0);
+            metrics
+        }
+    };
+    let from = metrics.applied();
+    if from >= upto {
+        return Ok((from, 0));
+    }
+    engine
+        .replay(from, upto, &mut |e| metrics.apply(e))
+        .map_err(|e| e.to_string())?;
+    let seq = metrics.applied();
+    let bytes = snapshot::encode(&metrics.export());
+    engine
+        .save_snapshot(seq, &bytes)
+        .map_err(|e| e.to_string())?;
+    Ok((seq, bytes.len()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

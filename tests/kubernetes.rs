@@ -96,7 +96,7 @@ fn two_replicas_with_a_budget_a_service_and_a_service_monitor_select_the_same_po
     assert!(selects(&pdb["spec"]["selector"]["matchLabels"], pod_labels));
     let min = pdb["spec"]["minAvailable"].as_u64().expect("minAvailable");
     assert!(
-        min >= 1 && min < 2,
+        (1..2).contains(&min),
         "a drain keeps one replica and can proceed"
     );
 

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use connect::{Target, Tls};
 pub use schema::SCHEMA_VERSION;
@@ -48,8 +48,8 @@ struct Shared {
     follower_up: AtomicBool,
     /// The last sequence number the follower handed to the sink.
     applied: watch::Sender<Seq>,
-    /// The writer wakes the follower after a commit.
-    wake: Notify,
+    /// This replica's name in its notifications, so that its follower knows its own.
+    replica: u64,
     /// The connection that maintains (snapshots, pruning), made when first needed.
     maintainer: tokio::sync::Mutex<Option<maintain::Maintainer>>,
 }
@@ -152,7 +152,10 @@ impl Postgres {
             writer_up: AtomicBool::new(false),
             follower_up: AtomicBool::new(false),
             applied,
-            wake: Notify::new(),
+            replica: std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                (std::process::id(), Instant::now()),
+            ) >> 1,
             maintainer: tokio::sync::Mutex::new(None),
         });
         let target = shared.target.clone();
@@ -338,10 +341,11 @@ impl Engine for Postgres {
         };
         self.shared.applied.send_replace(from);
         let (tx, rx) = mpsc::channel(writer::MAX_BATCH * 2);
+        let (own_tx, own_rx) = mpsc::unbounded_channel();
         self.handle
-            .spawn(follower::run(self.shared.clone(), sink, from));
+            .spawn(follower::run(self.shared.clone(), sink, from, own_rx));
         self.handle
-            .spawn(writer::run(self.shared.clone(), rx, on_commit));
+            .spawn(writer::run(self.shared.clone(), rx, on_commit, own_tx));
         *lock(&self.writer) = Some(tx);
         Ok(())
     }

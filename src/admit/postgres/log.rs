@@ -28,6 +28,12 @@ pub const FOLLOW: &str = "
            wait_seconds, duration_seconds
     FROM acquire_events WHERE seq > $1 ORDER BY seq LIMIT $2";
 
+/// A page of the log between two sequence numbers, in order.
+pub const BETWEEN: &str = "
+    SELECT seq, kind, account_id, chat_id, received_ms, department_id, agent_role, agent_id,
+           wait_seconds, duration_seconds
+    FROM acquire_events WHERE seq > $1 AND seq < $2 ORDER BY seq LIMIT $3";
+
 /// Rows one read of the log takes.
 pub const PAGE: i64 = 5000;
 
@@ -45,13 +51,31 @@ fn opt_text(s: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
     s.as_deref().map(text)
 }
 
+/// The event as the log stores it (see [`text`]), so that the replica that admitted it
+/// records what every other replica reads.
+pub fn as_stored(e: &mut ChatEvent) {
+    for s in [&mut e.account_id, &mut e.chat_id, &mut e.department_id] {
+        if let std::borrow::Cow::Owned(t) = text(s) {
+            *s = t;
+        }
+    }
+    for s in [&mut e.agent_role, &mut e.agent_id].into_iter().flatten() {
+        if let std::borrow::Cow::Owned(t) = text(s) {
+            *s = t;
+        }
+    }
+}
+
 /// Append the batch in one transaction that holds the log's lock from before its first
 /// sequence number is drawn until its commit: `Some(seq)` for each new event, `None` for a
-/// duplicate (of an event stored before, or of an earlier delivery in the same batch).
+/// duplicate (of an event stored before, or of an earlier delivery in the same batch). The
+/// commit notifies the other replicas, naming this one (`replica`). When it returns, every row
+/// numbered below the batch's is committed and visible: their transactions held the lock first.
 pub async fn commit(
     client: &Client,
     insert: &Statement,
     batch: &[&ChatEvent],
+    replica: u64,
 ) -> Result<Vec<Option<Seq>>, tokio_postgres::Error> {
     let mut first: HashMap<(std::borrow::Cow<'_, str>, i16, std::borrow::Cow<'_, str>), usize> =
         HashMap::with_capacity(batch.len());
@@ -124,7 +148,7 @@ pub async fn commit(
     };
     if !rows.is_empty() {
         client
-            .batch_execute(&format!("NOTIFY {CHANNEL}; COMMIT"))
+            .batch_execute(&format!("NOTIFY {CHANNEL}, '{replica}'; COMMIT"))
             .await?;
     } else {
         client.batch_execute("COMMIT").await?;
@@ -190,4 +214,23 @@ pub fn decode(row: &Row) -> Result<Admitted, Unreadable> {
             duration_seconds: row.get(9),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_with_nul_is_kept_as_every_replica_reads_it() {
+        let mut e = ChatEvent {
+            agent_id: Some("agent\0-1".into()),
+            ..ChatEvent::empty(ChatKind::Close, "chat\0x")
+        };
+        as_stored(&mut e);
+        assert_eq!(e.chat_id, "chat\u{FFFD}x");
+        assert_eq!(e.agent_id.as_deref(), Some("agent\u{FFFD}-1"));
+        let before = e.clone();
+        as_stored(&mut e);
+        assert_eq!(e, before, "the same on a second pass");
+    }
 }

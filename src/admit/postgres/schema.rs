@@ -37,7 +37,6 @@ const MIGRATIONS: &[&str] = &["
         duration_seconds double precision,
         CONSTRAINT acquire_events_key UNIQUE (account_id, kind, chat_id)
     );
-    CREATE INDEX acquire_events_received ON acquire_events (received_ms);
     CREATE TABLE acquire_snapshots (
         seq bigint PRIMARY KEY,
         created_ms bigint NOT NULL,

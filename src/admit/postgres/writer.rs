@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_postgres::{Client, Statement};
 
-use super::{Backoff, Shared, log};
+use super::{Backoff, Shared, follower, log};
 use crate::admit::{Admission, CommitStats, OnCommit, Result, StoreError};
-use crate::event::{ChatEvent, Seq};
+use crate::event::{Admitted, ChatEvent, Seq};
 
 /// The most deliveries one group commit takes.
 pub const MAX_BATCH: usize = 4096;
@@ -70,7 +70,12 @@ async fn connect(shared: &Shared) -> Result<Conn> {
 }
 
 /// Run the writer until [`Msg::Shutdown`] or until every sender is gone.
-pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Msg>, on_commit: OnCommit) {
+pub async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Msg>,
+    on_commit: OnCommit,
+    own: mpsc::UnboundedSender<follower::Own>,
+) {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     tokio::spawn(dispatch(shared.clone(), done_rx));
     let mut w = Writer {
@@ -79,6 +84,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Msg>, on_commit: On
         backoff: Backoff::default(),
         on_commit,
         done: done_tx,
+        own,
     };
     let mut batch: Vec<(ChatEvent, Reply)> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = None;
@@ -147,6 +153,8 @@ struct Writer {
     backoff: Backoff,
     on_commit: OnCommit,
     done: mpsc::UnboundedSender<Done>,
+    /// This replica's new events, to its follower.
+    own: mpsc::UnboundedSender<follower::Own>,
 }
 
 impl Writer {
@@ -196,11 +204,14 @@ impl Writer {
             self.fail(batch, "cannot connect");
             return;
         };
+        for (e, _) in batch.iter_mut() {
+            log::as_stored(e);
+        }
         let events: Vec<&ChatEvent> = batch.iter().map(|(e, _)| e).collect();
         let started = Instant::now();
         let outcome = tokio::time::timeout(
             COMMIT_TIMEOUT,
-            log::commit(&conn.client, &conn.insert, &events),
+            log::commit(&conn.client, &conn.insert, &events, self.shared.replica),
         )
         .await;
         let seconds = started.elapsed().as_secs_f64();
@@ -228,20 +239,22 @@ impl Writer {
             seconds,
         });
         let max = seqs.iter().flatten().copied().max();
-        if max.is_some() {
-            self.shared.wake.notify_one();
-        }
+        let mut mine = Vec::with_capacity(new);
         let answers = batch
             .drain(..)
             .zip(seqs)
-            .map(|((_, reply), seq)| {
-                let admission = match seq {
-                    Some(_) => Admission::New,
-                    None => Admission::Duplicate,
-                };
-                (reply, admission)
+            .map(|((event, reply), seq)| match seq {
+                Some(seq) => {
+                    mine.push(Admitted { seq, event });
+                    (reply, Admission::New)
+                }
+                None => (reply, Admission::Duplicate),
             })
             .collect();
+        if !mine.is_empty() {
+            mine.sort_by_key(|e| e.seq);
+            let _ = self.own.send(follower::Own { events: mine });
+        }
         let _ = self.done.send(Done {
             max,
             committed: Instant::now(),

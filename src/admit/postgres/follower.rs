@@ -163,9 +163,11 @@ pub async fn run(
             if let Some(batch) = pending.take().or_else(|| own.try_recv().ok()) {
                 // What the others committed before this batch, then the batch.
                 let first = batch.events.first().map_or(Seq::MAX, |e| e.seq);
-                if read(&client, &follow, &between, &sink, &mut last, Some(first))
-                    .await
-                    .is_err()
+                // Nothing can lie between when the batch follows on directly.
+                if first > last + 1
+                    && read(&client, &follow, &between, &sink, &mut last, Some(first))
+                        .await
+                        .is_err()
                 {
                     pending = Some(batch);
                     break;

@@ -1,15 +1,17 @@
 # syntax=docker/dockerfile:1
 # acquire-exporter and acquire-simulator on a distroless base, running as a non-root user.
-#   docker build -t acquire-exporter .
+#   docker build --build-arg ACQUIRE_EXPORTER_REVISION=$(git rev-parse --short HEAD) -t acquire-exporter .
 #   docker run -p 127.0.0.1:9867:9867 -v acquire-data:/data acquire-exporter
 
 FROM rust:1.95-bookworm AS build
+# The revision acquire_exporter_build_info reports (read at compile time); .git is not copied.
+ARG ACQUIRE_EXPORTER_REVISION=unknown
 WORKDIR /src
 COPY . .
 # The registry and target caches survive between builds; the binaries are copied out of them.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin acquire-exporter --bin acquire-simulator \
+    ACQUIRE_EXPORTER_REVISION="$ACQUIRE_EXPORTER_REVISION" cargo build --release --locked --bin acquire-exporter --bin acquire-simulator \
     && mkdir -p /out/data \
     && cp target/release/acquire-exporter target/release/acquire-simulator /out/
 

@@ -5,7 +5,9 @@
 //!   (closed loop) or at a fixed total rate (open loop), across `departments × roles` series.
 //!   Prints events/s, latency percentiles and errors, then checks that the exporter's
 //!   `acquire_chat_wait_time_seconds_count` grew by exactly the number of 200s received.
-//! - `scrape`: times sequential GETs of `/metrics` over one keep-alive connection.
+//! - `scrape`: times sequential GETs of `/metrics` over one keep-alive connection, or, with
+//!   `-c N --duration S`, N connections each scraping in a loop for S seconds (bodies read and
+//!   dropped as they come, so the client holds no page).
 //! - `ready`: polls `/-/ready` until it answers 200 and prints how long that took.
 //!
 //! Each mode prints a human summary on stderr and one JSON line on stdout.
@@ -120,6 +122,12 @@ struct ScrapeArgs {
     /// Send `Accept-Encoding: gzip`, as Prometheus does.
     #[arg(long)]
     gzip: bool,
+    /// Connections scraping at once (with `--duration`).
+    #[arg(short, long, default_value_t = 1)]
+    concurrency: usize,
+    /// Scrape for this many seconds on every connection instead of `-n` sequential GETs.
+    #[arg(short, long)]
+    duration: Option<f64>,
     /// A label for the JSON line.
     #[arg(long, default_value = "")]
     label: String,
@@ -266,13 +274,27 @@ impl Client {
             });
         }
         let length = length.unwrap_or(0);
+        if !keep_body {
+            // Read and drop the body as it comes: the buffer never grows past a chunk.
+            let mut left = length.saturating_sub(self.filled - head_end);
+            while left > 0 {
+                self.filled = 0;
+                self.fill().await?;
+                left = left.saturating_sub(self.filled);
+            }
+            return Ok(Response {
+                status,
+                body_len: length,
+                body: None,
+            });
+        }
         while self.filled < head_end + length {
             self.fill().await?;
         }
         Ok(Response {
             status,
             body_len: length,
-            body: keep_body.then(|| self.room[head_end..head_end + length].to_vec()),
+            body: Some(self.room[head_end..head_end + length].to_vec()),
         })
     }
 
@@ -746,6 +768,9 @@ async fn scrape(args: ScrapeArgs) -> io::Result<bool> {
         extra.push_str("Accept-Encoding: gzip\r\n");
     }
     let request = get_request(args.addr, &args.path, &extra);
+    if let Some(seconds) = args.duration {
+        return scrape_concurrently(&args, request, seconds).await;
+    }
     let mut client = Client::connect(args.addr).await?;
     let mut bytes = 0;
     for _ in 0..args.warmup {
@@ -790,6 +815,98 @@ async fn scrape(args: ScrapeArgs) -> io::Result<bool> {
         })
     );
     Ok(failures == 0)
+}
+
+/// `--concurrency` connections, each scraping in a closed loop for `seconds`.
+async fn scrape_concurrently(
+    args: &ScrapeArgs,
+    request: Vec<u8>,
+    seconds: f64,
+) -> io::Result<bool> {
+    let request = Arc::new(request);
+    let until = Instant::now() + Duration::from_secs_f64(seconds.max(0.001));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| {
+            let (request, addr) = (request.clone(), args.addr);
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let (mut failures, mut errors, mut bytes) = (0u64, 0u64, 0usize);
+                let mut client = None;
+                while Instant::now() < until {
+                    let c = match client.as_mut() {
+                        Some(c) => c,
+                        None => match Client::connect(addr).await {
+                            Ok(c) => client.insert(c),
+                            Err(_) => {
+                                errors += 1;
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let sent = Instant::now();
+                    match c.exchange(&request, false).await {
+                        Ok(response) => {
+                            let micros = sent.elapsed().as_micros();
+                            samples.push(micros.min(u32::MAX as u128) as u32);
+                            bytes = response.body_len;
+                            if response.status != 200 {
+                                failures += 1;
+                            }
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            client = None;
+                        }
+                    }
+                }
+                (samples, failures, errors, bytes)
+            })
+        })
+        .collect();
+    let (mut samples, mut failures, mut errors, mut bytes) = (Vec::new(), 0, 0, 0);
+    for task in tasks {
+        let (s, f, e, b) = task.await.map_err(io::Error::other)?;
+        samples.extend(s);
+        failures += f;
+        errors += e;
+        bytes = bytes.max(b);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let pages = samples.len();
+    let lat = Percentiles::of(&mut samples);
+    eprintln!(
+        "{label}: {pages} GETs of {path} on {c} connections in {elapsed:.1} s ({rate:.1}/s), {bytes} bytes each; p50 {p50:.3} ms, p99 {p99:.3} ms; {failures} non-200, {errors} I/O errors",
+        label = if args.label.is_empty() {
+            "scrape"
+        } else {
+            &args.label
+        },
+        path = args.path,
+        c = args.concurrency,
+        rate = pages as f64 / elapsed,
+        p50 = lat.p50_ms,
+        p99 = lat.p99_ms,
+    );
+    println!(
+        "{}",
+        json!({
+            "mode": "scrape",
+            "label": args.label,
+            "accept": args.accept,
+            "gzip": args.gzip,
+            "concurrency": args.concurrency,
+            "seconds": elapsed,
+            "pages": pages,
+            "pages_per_s": pages as f64 / elapsed,
+            "bytes": bytes,
+            "non_200": failures,
+            "io_errors": errors,
+            "latency_ms": lat.to_json(),
+        })
+    );
+    Ok(failures == 0 && errors == 0)
 }
 
 // ---------------------------------------------------------------------------------------------

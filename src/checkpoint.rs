@@ -75,25 +75,20 @@ pub struct Loaded {
     pub rebuilt: Option<String>,
 }
 
-/// The state the store holds, as [`Metrics`] for `settings` on `clock`: the newest snapshot
-/// and the events after it (see the module docs).
+/// The state the store holds, into `metrics` (fresh: no event applied yet): the newest
+/// snapshot and the events after it (see the module docs).
 pub fn load(
     engine: &dyn Engine,
-    settings: &Settings,
-    clock: Clock,
+    metrics: &Metrics,
     rebuild: bool,
     location: &str,
-) -> Result<(Metrics, Loaded), LoadError> {
-    let fresh = || {
-        let metrics = Metrics::with_clock(settings, clock.clone());
-        metrics.set_epoch(engine.epoch_ms() as f64 / 1000.0);
-        metrics
-    };
-    let (metrics, snapshot, rebuilt) = match engine.load_snapshot()? {
-        None => (fresh(), None, None),
+) -> Result<Loaded, LoadError> {
+    metrics.set_epoch(engine.epoch_ms() as f64 / 1000.0);
+    let (snapshot, rebuilt) = match engine.load_snapshot()? {
+        None => (None, None),
         Some(stored) => match snapshot::decode(&stored.bytes) {
-            Ok(state) => match Metrics::import(settings, clock.clone(), &state) {
-                Ok(metrics) => (metrics, Some(stored.seq), None),
+            Ok(state) => match metrics.restore(&state) {
+                Ok(()) => (Some(stored.seq), None),
                 Err(why) => {
                     let why = format!("the snapshot at event {} was {why}", stored.seq);
                     tracing::warn!(
@@ -102,7 +97,7 @@ pub fn load(
                          histograms and counters restart (Prometheus sees a counter reset) \
                          and lose what events older than the retention added"
                     );
-                    (fresh(), None, Some(why))
+                    (None, Some(why))
                 }
             },
             Err(source) if rebuild => {
@@ -115,7 +110,7 @@ pub fn load(
                     "{why}: rebuilding the state from the retained events (--storage.rebuild); \
                      what events older than the retention added is lost"
                 );
-                (fresh(), None, Some(why))
+                (None, Some(why))
             }
             Err(source) => {
                 return Err(LoadError::Unreadable {
@@ -136,15 +131,12 @@ pub fn load(
         // The old snapshot would mislead the next start: the worker writes a new one soon.
         engine.drop_snapshots()?;
     }
-    Ok((
-        metrics,
-        Loaded {
-            snapshot,
-            replayed,
-            last,
-            rebuilt,
-        },
-    ))
+    Ok(Loaded {
+        snapshot,
+        replayed,
+        last,
+        rebuilt,
+    })
 }
 
 /// What the worker reports to the exporter's own metrics.
@@ -155,6 +147,20 @@ pub trait Report: Send + Sync {
     fn snapshot_failed(&self);
     /// `events` old events were pruned.
     fn pruned(&self, events: u64);
+}
+
+impl Report for Metrics {
+    fn snapshot(&self, _seq: Seq, seconds: f64, bytes: usize) {
+        self.snapshot_written(seconds, bytes);
+    }
+
+    fn snapshot_failed(&self) {
+        Metrics::snapshot_failed(self);
+    }
+
+    fn pruned(&self, events: u64) {
+        Metrics::pruned(self, events);
+    }
 }
 
 /// The snapshot and pruning thread.

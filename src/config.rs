@@ -67,7 +67,8 @@ pub struct RunArgs {
     #[arg(long = "web.config.file", env = "ACQUIRE_EXPORTER_WEB_CONFIG_FILE")]
     pub web_config_file: Option<PathBuf>,
 
-    /// Maximum number of open connections; more wait in the kernel's backlog.
+    /// Maximum number of open connections; at the cap the one idle the longest is closed to make
+    /// room, and only when all are busy do new ones wait in the kernel's backlog.
     #[arg(
         long = "web.max-connections",
         env = "ACQUIRE_EXPORTER_WEB_MAX_CONNECTIONS",
@@ -75,11 +76,30 @@ pub struct RunArgs {
     )]
     pub max_connections: usize,
 
-    /// Time a client has to send a request's headers (protects against slow clients).
+    /// Connections one client (an IPv4 address or an IPv6 /64) may hold; 0 for no limit. Leave
+    /// it 0 behind a proxy, where every connection comes from the proxy.
+    #[arg(
+        long = "web.max-connections-per-client",
+        env = "ACQUIRE_EXPORTER_WEB_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 0
+    )]
+    pub max_connections_per_client: usize,
+
+    /// Time a client has to send a request's headers once its first byte has arrived (protects
+    /// against slow clients).
     #[arg(long = "web.header-timeout", env = "ACQUIRE_EXPORTER_WEB_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
-    /// Time a request may take from its headers to the answer, body read included.
+    /// Time a keep-alive connection may wait for its next request (or a new one for its first).
+    #[arg(long = "web.idle-timeout", env = "ACQUIRE_EXPORTER_WEB_IDLE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Age after which a connection is closed once its current request is answered.
+    #[arg(long = "web.max-connection-age", env = "ACQUIRE_EXPORTER_WEB_MAX_CONNECTION_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// Time a request may take from its headers to the answer, body read included; also the time
+    /// a client has to take the answer once it stops reading.
     #[arg(long = "web.request-timeout", env = "ACQUIRE_EXPORTER_WEB_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
@@ -179,6 +199,29 @@ pub struct RunArgs {
     )]
     pub sync: SyncMode,
 
+    /// Raw events older than this are deleted once a snapshot covers them (de-duplication holds
+    /// for as long); 0 keeps them for good.
+    #[arg(long = "storage.retention", env = "ACQUIRE_EXPORTER_STORAGE_RETENTION", default_value = "35d", value_parser = parse_retention)]
+    pub retention: Duration,
+
+    /// A snapshot of the derived state after this many new events.
+    #[arg(
+        long = "storage.snapshot-every",
+        env = "ACQUIRE_EXPORTER_STORAGE_SNAPSHOT_EVERY",
+        default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub snapshot_every: u64,
+
+    /// A snapshot of the derived state after this much time, if any event came.
+    #[arg(long = "storage.snapshot-interval", env = "ACQUIRE_EXPORTER_STORAGE_SNAPSHOT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
+
+    /// Rebuild the derived state from the retained events, setting aside a snapshot that
+    /// cannot be read (what events older than the retention added is lost).
+    #[arg(long = "storage.rebuild", env = "ACQUIRE_EXPORTER_STORAGE_REBUILD")]
+    pub rebuild: bool,
+
     /// With --storage.in-memory: how long a delivered event is remembered to drop retries.
     #[arg(long = "storage.dedup-window", env = "ACQUIRE_EXPORTER_STORAGE_DEDUP_WINDOW", default_value = "24h", value_parser = parse_duration)]
     pub dedup_window: Duration,
@@ -199,6 +242,11 @@ pub struct RunArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// A repeated log line (a refused webhook, by reason; a failed commit) is written at most 10
+    /// times per this window, then one line counts the rest.
+    #[arg(long = "log.repeat-window", env = "ACQUIRE_EXPORTER_LOG_REPEAT_WINDOW", default_value = "1m", value_parser = parse_duration)]
+    pub log_repeat_window: Duration,
 }
 
 /// The config file, as written by the user. Every key is optional; unknown keys are errors.
@@ -516,6 +564,14 @@ fn layout_problem(bounds_field: &'static str, e: LayoutError) -> (&'static str, 
         ),
         LayoutError::ZeroThreshold(_) => ("native_histograms", e.to_string()),
     }
+}
+
+/// A retention: a duration, or `0` for none (keep everything).
+pub fn parse_retention(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 /// Parse a Prometheus-style duration such as `30s`, `5m`, `1h30m`, `7d`, `250ms`.

@@ -15,6 +15,7 @@ pub mod event;
 pub mod expose;
 pub mod http;
 pub mod layout;
+pub mod logthrottle;
 pub mod plan;
 pub mod record;
 pub mod run;

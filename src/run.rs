@@ -3,14 +3,18 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
 use crate::admit::auth::{self, Secret, SenderAuth};
-use crate::admit::{Store, postgres};
+use crate::admit::postgres::{Postgres, Target};
+use crate::admit::sqlite::Sqlite;
+use crate::admit::{CommitStats, Engine, Sink, Store};
+use crate::checkpoint::{self, Policy, Worker};
 use crate::config::{self, LogFormat, RunArgs, Settings};
 use crate::expose::Exposition;
 use crate::http::webconfig::WebConfig;
@@ -32,6 +36,12 @@ pub enum StartError {
     /// The store.
     #[error(transparent)]
     Store(#[from] crate::admit::StoreError),
+    /// The stored state.
+    #[error(transparent)]
+    Load(#[from] crate::checkpoint::LoadError),
+    /// Loading failed otherwise.
+    #[error("loading the stored state: {0}")]
+    Loading(String),
     /// The log level.
     #[error("--log.level: {0}")]
     LogLevel(String),
@@ -77,6 +87,20 @@ pub enum Command {
     /// and a service-level target (Erlang C, or Erlang A with --patience), or for every hour of
     /// the week from past chats (--history).
     Plan(crate::plan::PlanArgs),
+    /// A consistent copy of the store, taken while the exporter runs (restore: stop the
+    /// exporter and put the copy in place of the database file).
+    Backup {
+        /// The file to write (it must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        /// Folder of the store to copy.
+        #[arg(
+            long = "storage.path",
+            env = "ACQUIRE_EXPORTER_STORAGE_PATH",
+            default_value = "data/"
+        )]
+        storage_path: PathBuf,
+    },
     /// Exit 0 when the exporter at URL answers its health check (for container health checks).
     Healthcheck {
         /// The health endpoint to ask.
@@ -99,6 +123,22 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::Backup { to, storage_path }) => {
+            match crate::admit::sqlite::backup(&storage_path, &to) {
+                Ok(bytes) => {
+                    println!(
+                        "backed up {} to {} ({bytes} bytes)",
+                        storage_path.join(crate::admit::sqlite::FILE_NAME).display(),
+                        to.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("acquire-exporter backup: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Healthcheck { url }) => match healthcheck(&url) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -118,6 +158,7 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(args: &RunArgs) -> Result<(), StartError> {
+    crate::logthrottle::set_window(args.log_repeat_window);
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .map_err(|e| StartError::LogLevel(e.to_string()))?;
     let builder = tracing_subscriber::fmt()
@@ -213,48 +254,6 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         auth,
         web_config,
     } = prepared;
-    let metrics = Arc::new(Metrics::new(&settings));
-    let exposition = Arc::new(Exposition::new(metrics.clone()).with_process_metrics());
-    let started = Instant::now();
-    let sink: crate::admit::Sink = {
-        let metrics = metrics.clone();
-        Arc::new(move |e| metrics.apply(e))
-    };
-    let on_commit = {
-        let metrics = metrics.clone();
-        move |stats: crate::admit::CommitStats| metrics.committed(stats.new, stats.seconds)
-    };
-    let shared = match (&args.storage_url, &args.storage_url_file) {
-        (Some(url), _) => Some(postgres::Target::parse(url)?),
-        (None, Some(file)) => Some(postgres::Target::from_file(file)?),
-        (None, None) => None,
-    };
-    let store = if args.in_memory {
-        Store::in_memory(args.dedup_window, sink)
-    } else if let Some(target) = shared {
-        let server = target.server().to_owned();
-        let engine = postgres::Postgres::open(target, Box::new(on_commit))?;
-        let (store, replayed) = Store::start(Arc::new(engine), sink)?;
-        metrics.stored(replayed as i64);
-        tracing::info!(
-            events = replayed,
-            seconds = started.elapsed().as_secs_f64(),
-            server = %server,
-            "state loaded"
-        );
-        store
-    } else {
-        let (store, replayed) = Store::open(&args.storage_path, args.sync, sink, on_commit)?;
-        metrics.stored(replayed as i64);
-        tracing::info!(
-            events = replayed,
-            seconds = started.elapsed().as_secs_f64(),
-            path = %args.storage_path.display(),
-            "state loaded"
-        );
-        store
-    };
-    let store = Arc::new(store);
     if !auth.is_enabled() {
         tracing::warn!(
             "webhook authentication is off: anyone who can reach {} can write into the metrics; set --webhook.token or --webhook.hmac-secret",
@@ -265,6 +264,8 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         Some(w) => w.tls_acceptor()?,
         None => None,
     };
+    // The listener comes first: while the stored state loads, deliveries get 503 (and are
+    // retried) rather than a refused connection.
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
         .map_err(|source| StartError::Listen {
@@ -276,21 +277,13 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         source,
     })?;
     // Before "listening": from then on a SIGTERM is a graceful shutdown.
-    let shutdown = crate::http::serve::shutdown_signal();
-    tracing::info!(
-        address = %local,
-        webhook = %args.webhook_path,
-        metrics = %args.telemetry_path,
-        tls = tls.is_some(),
-        storage = if args.in_memory { "memory".to_owned() } else if store.path().is_none() { "postgres".to_owned() } else { args.storage_path.display().to_string() },
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
-
+    let signal = crate::http::serve::shutdown_signal();
+    let metrics = Arc::new(Metrics::new(&settings));
+    let exposition = Arc::new(Exposition::new(metrics.clone()).with_process_metrics());
     let state = Arc::new(AppState {
-        metrics,
+        metrics: metrics.clone(),
         exposition,
-        store: store.clone(),
+        store: OnceLock::new(),
         auth,
         web_config,
         max_body_bytes: args.max_body_bytes,
@@ -298,26 +291,165 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         telemetry_path: args.telemetry_path.clone(),
         request_timeout: args.request_timeout,
     });
+    tracing::info!(
+        address = %local,
+        webhook = %args.webhook_path,
+        metrics = %args.telemetry_path,
+        tls = tls.is_some(),
+        storage = if args.in_memory { "memory".to_owned() } else if args.storage_url.is_some() || args.storage_url_file.is_some() { "postgres".to_owned() } else { args.storage_path.display().to_string() },
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    let (failed, load_failed) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        tokio::select! {
+            () = signal => {}
+            _ = load_failed => {}
+        }
+    };
+    let log_summaries = tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            crate::logthrottle::flush();
+        }
+    });
     let limits = crate::http::serve::ServerLimits {
         header_read_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        send_timeout: args.request_timeout,
+        max_connection_age: args.max_connection_age,
         max_connections: args.max_connections,
+        max_connections_per_client: args.max_connections_per_client,
         tls_handshake_timeout: args.header_timeout,
     };
-    let served = crate::http::serve::serve(
+    let server = tokio::spawn(crate::http::serve::serve(
         listener,
-        app(state),
+        app(state.clone()),
         tls,
         limits,
-        shutdown,
+        stop,
         Duration::from_secs(10),
-    )
-    .await;
+    ));
+    let loading = {
+        let args = args.clone();
+        tokio::task::spawn_blocking(move || load(&args, &settings, metrics))
+    };
+    let loading_started = Instant::now();
+    let Started {
+        store,
+        worker,
+        loaded,
+    } = match loading.await {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(e)) => {
+            let _ = failed.send(());
+            let _ = server.await;
+            return Err(e);
+        }
+        Err(e) => {
+            let _ = failed.send(());
+            let _ = server.await;
+            return Err(StartError::Loading(e.to_string()));
+        }
+    };
+    let _ = state.store.set(store.clone());
+    // From here on deliveries are admitted: what the tests and the operators wait for.
+    match loaded {
+        Some(loaded) => tracing::info!(
+            snapshot = loaded.snapshot,
+            events = loaded.replayed,
+            rebuilt = loaded.rebuilt,
+            seconds = loading_started.elapsed().as_secs_f64(),
+            path = %args.storage_path.display(),
+            "state loaded"
+        ),
+        None => tracing::info!(storage = "memory", "state loaded"),
+    }
+    let served = server.await;
+    if let Some(worker) = worker {
+        worker.stop();
+    }
+    log_summaries.abort();
+    crate::logthrottle::finish();
     store.close().await;
-    if let Err(e) = served {
-        tracing::error!(error = %e, "server stopped with an error");
+    match served {
+        Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "server stopped with an error"),
+        Ok(Ok(())) => {}
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What a start made: the store admitting, and for a durable one the snapshot worker and how
+/// the state was loaded.
+struct Started {
+    store: Arc<Store>,
+    worker: Option<Worker>,
+    loaded: Option<checkpoint::Loaded>,
+}
+
+/// The stored state loaded into `metrics`, admission started, and the snapshot worker for a
+/// durable store.
+fn load(args: &RunArgs, settings: &Settings, metrics: Arc<Metrics>) -> Result<Started, StartError> {
+    let started = Instant::now();
+    let sink: Sink = {
+        let metrics = metrics.clone();
+        Arc::new(move |e| metrics.apply(e))
+    };
+    if args.in_memory {
+        return Ok(Started {
+            store: Arc::new(Store::in_memory(args.dedup_window, sink)),
+            worker: None,
+            loaded: None,
+        });
+    }
+    let on_commit = {
+        let metrics = metrics.clone();
+        move |stats: CommitStats| metrics.committed(stats.new, stats.seconds)
+    };
+    let shared = match (&args.storage_url, &args.storage_url_file) {
+        (Some(url), _) => Some(Target::parse(url)?),
+        (None, Some(file)) => Some(Target::from_file(file)?),
+        (None, None) => None,
+    };
+    let (engine, location): (Arc<dyn Engine>, String) = match shared {
+        Some(target) => {
+            let location = target.server().to_owned();
+            (
+                Arc::new(Postgres::open(target, Box::new(on_commit))?),
+                location,
+            )
+        }
+        None => {
+            let engine = Sqlite::open(&args.storage_path, args.sync, Box::new(on_commit))?;
+            let location = args.storage_path.join(crate::admit::sqlite::FILE_NAME);
+            (Arc::new(engine), location.display().to_string())
+        }
+    };
+    let loaded = checkpoint::load(&*engine, &metrics, args.rebuild, &location)?;
+    metrics.stored(engine.events_held()? as i64);
+    let store = Arc::new(Store::resume(engine.clone(), sink, loaded.last)?);
+    let policy = Policy {
+        every_events: args.snapshot_every,
+        interval: args.snapshot_interval,
+        retention: (!args.retention.is_zero()).then_some(args.retention),
+    };
+    let worker = Worker::start(
+        engine,
+        settings.clone(),
+        policy,
+        loaded.snapshot,
+        metrics.clone(),
+    )
+    .map_err(|e| StartError::Loading(e.to_string()))?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "state read");
+    Ok(Started {
+        store,
+        worker: Some(worker),
+        loaded: Some(loaded),
+    })
 }
 
 /// GET `url` (plain http) and succeed on a 2xx answer.

@@ -209,8 +209,21 @@ fn tls_from_the_web_config_serves_https_only() {
         !answer.starts_with(b"HTTP/1.1 200"),
         "plain HTTP was served"
     );
+    let said = https(
+        &addr,
+        "GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        said.contains("HTTP/1.1 200") && said.contains("Healthy"),
+        "{said}"
+    );
+}
+
+/// One request over TLS with `openssl s_client`, trusting the test-only CA; what came back.
+fn https(addr: &str, request: &str) -> String {
+    use std::io::Write;
     let out = std::process::Command::new("openssl")
-        .args(["s_client", "-connect", &addr, "-CAfile"])
+        .args(["s_client", "-connect", addr, "-CAfile"])
         .arg(common::fixtures_dir().join("webconfig/test-only-ca.crt"))
         .args(["-verify_return_error", "-brief", "-ign_eof"])
         .stdin(std::process::Stdio::piped())
@@ -218,16 +231,105 @@ fn tls_from_the_web_config_serves_https_only() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(
-                b"GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-            )?;
+            child.stdin.take().unwrap().write_all(request.as_bytes())?;
             child.wait_with_output()
         })
         .expect("openssl s_client runs");
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        said.contains("HTTP/1.1 200") && said.contains("Healthy"),
-        "{said}\n{}",
+        said.starts_with("HTTP/1.1 "),
+        "no HTTP answer over TLS:\n{said}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    said
+}
+
+#[test]
+fn tls_and_basic_auth_together_guard_metrics_over_https_only() {
+    let config = common::fixtures_dir().join("webconfig/valid-tls.yml");
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--web.config.file={}", config.display()),
+    ]);
+    let addr = exporter.base.trim_start_matches("http://").to_owned();
+    let get = |path: &str, authorization: Option<&str>| {
+        let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        https(
+            &addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"),
+        )
+    };
+    let status = |answer: &str| answer.get(9..12).unwrap_or("").to_owned();
+    let right = format!("Basic {}", base64("scraper:test-only-password"));
+    let wrong = format!("Basic {}", base64("scraper:wrong"));
+    let other_user = format!("Basic {}", base64("grafana:other-test-password"));
+    // (name, path, Authorization, status)
+    let cases = [
+        ("metrics_without_credentials", "/metrics", None, "401"),
+        (
+            "metrics_wrong_password",
+            "/metrics",
+            Some(wrong.as_str()),
+            "401",
+        ),
+        (
+            "metrics_right_password",
+            "/metrics",
+            Some(right.as_str()),
+            "200",
+        ),
+        (
+            "metrics_second_user",
+            "/metrics",
+            Some(other_user.as_str()),
+            "200",
+        ),
+        ("landing_page_without_credentials", "/", None, "401"),
+        ("health_stays_open", "/-/healthy", None, "200"),
+        ("readiness_stays_open", "/-/ready", None, "200"),
+    ];
+    for (name, path, authorization, want) in cases {
+        let answer = get(path, authorization);
+        assert_eq!(status(&answer), want, "{name}: {answer}");
+        if want == "200" && path == "/metrics" {
+            assert!(answer.contains("acquire_exporter_build_info"), "{name}");
+        }
+    }
+    let body = fixture("chat-close-users-as-json-string.json");
+    let post = format!(
+        "POST /webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        String::from_utf8(body).unwrap()
+    );
+    let answer = https(&addr, &post);
+    assert_eq!(
+        status(&answer),
+        "200",
+        "the webhook has its own auth: {answer}"
+    );
+    let answer = get("/metrics", Some(&right));
+    assert!(
+        answer.contains(
+            r#"acquire_chat_wait_time_seconds_count{agent_role="administrator",department="none"} 1"#
+        ),
+        "{answer}"
+    );
+    // A plain-HTTP client with the right password gets no page.
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(&addr).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    plain
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {right}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("acquire_exporter_build_info"),
+        "plain HTTP served the metrics"
     );
 }

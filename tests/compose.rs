@@ -1,9 +1,13 @@
 //! The container kit without a Docker engine: `docker-compose config -q` accepts
-//! `docker-compose.yml`; every host port is bound to the loopback; every mounted path of the
-//! repository exists and is read-only; the Grafana mounts match the provisioning; and the
-//! commands the compose file and the Dockerfile give the binaries are accepted by the real
-//! binaries (the health check and the simulator's flags, with its token, against a running
-//! exporter).
+//! `docker-compose.yml` (and refuses it without Grafana's admin password); every host port is
+//! bound to the loopback; every mounted path of the repository exists and is read-only; the
+//! exporter runs read-only, without capabilities or new privileges, with the webhook token as a
+//! secret file; the long-running services have health checks and wait for what they need; the
+//! image is built with its revision; the Grafana mounts match the provisioning; and the commands
+//! the compose file and the Dockerfile give the binaries are accepted by the real binaries (the
+//! health checks and the simulator's flags, with the secret's token, against a running
+//! exporter). Profiles other than the default and `simulator` (an `ha` stack) are left to their
+//! own tests.
 
 mod common;
 
@@ -56,35 +60,93 @@ fn interpolate(s: &str) -> String {
     }
 }
 
-#[test]
-fn docker_compose_accepts_the_file() {
+const PASSWORD: &str = "compose-test-password";
+
+/// `docker-compose config` of the file with only `env` from the variables it reads; `args` go
+/// before `config`, except `-q` after it.
+fn compose_config(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     let found = Command::new("docker-compose").arg("version").output();
     assert!(
         found.is_ok_and(|o| o.status.success()),
         "docker-compose is not installed: apt-get install -y docker-compose (scripts/test does it)"
     );
-    for profile in [None, Some("simulator")] {
-        let mut cmd = Command::new("docker-compose");
-        cmd.current_dir(root())
-            .args(["--project-directory", "."])
-            .args(["-f", "docker-compose.yml"]);
-        if let Some(p) = profile {
-            cmd.args(["--profile", p]);
-        }
-        let out = cmd.args(["config", "-q"]).output().expect("docker-compose");
+    let mut cmd = Command::new("docker-compose");
+    cmd.current_dir(root())
+        .env_remove("GRAFANA_ADMIN_PASSWORD")
+        .env_remove("ACQUIRE_EXPORTER_REVISION")
+        .env_remove("ACQUIRE_WEBHOOK_TOKEN")
+        .env_remove("ACQUIRE_WEBHOOK_TOKEN_FILE")
+        .envs(env.iter().copied())
+        .args(["--project-directory", "."])
+        .args(["-f", "docker-compose.yml"])
+        .args(args.iter().filter(|a| **a != "-q"))
+        .arg("config")
+        .args(args.iter().filter(|a| **a == "-q"));
+    cmd.output().expect("docker-compose")
+}
+
+/// The file as Compose reads it (variables interpolated, every service of the simulator
+/// profile included).
+fn rendered(env: &[(&str, &str)]) -> Value {
+    let out = compose_config(env, &["--profile", "simulator"]);
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml_ng::from_slice(&out.stdout).expect("the rendered compose file")
+}
+
+fn default_env() -> Vec<(&'static str, &'static str)> {
+    vec![("GRAFANA_ADMIN_PASSWORD", PASSWORD)]
+}
+
+/// The services of the default profile and of `simulator` (other profiles have their tests).
+fn kit_services(c: &Value) -> Vec<(String, &Value)> {
+    services(c)
+        .into_iter()
+        .filter(|(_, s)| {
+            let profiles = strings(&s["profiles"]);
+            profiles.is_empty() || profiles == ["simulator"]
+        })
+        .collect()
+}
+
+#[test]
+fn docker_compose_accepts_the_file() {
+    for profile in [&[][..], &["--profile", "simulator"][..]] {
+        let out = compose_config(&default_env(), &[profile, &["-q"]].concat());
         assert!(
             out.status.success(),
-            "docker-compose config -q (profile {profile:?}): {}",
+            "docker-compose {profile:?} config -q: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
 }
 
 #[test]
+fn grafana_s_admin_password_must_be_chosen() {
+    let out = compose_config(&[], &["-q"]);
+    assert!(
+        !out.status.success(),
+        "the stack starts with Grafana's default admin/admin"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("GRAFANA_ADMIN_PASSWORD"),
+        "the error names the variable: {said}"
+    );
+    let c = rendered(&default_env());
+    let env = &c["services"]["grafana"]["environment"];
+    assert_eq!(env["GF_SECURITY_ADMIN_PASSWORD"], PASSWORD);
+    assert_ne!(env["GF_SECURITY_ADMIN_PASSWORD"], "admin");
+}
+
+#[test]
 fn every_host_port_is_bound_to_the_loopback() {
     let c = compose();
     let mut ports = 0;
-    for (name, s) in services(&c) {
+    for (name, s) in kit_services(&c) {
         for p in s["ports"].as_sequence().into_iter().flatten() {
             ports += 1;
             match p {
@@ -114,7 +176,7 @@ fn every_mounted_repository_path_exists_and_is_read_only() {
         .map(|m| m.keys().map(|k| k.as_str().unwrap().to_owned()).collect())
         .unwrap_or_default();
     let mut binds = 0;
-    for (name, s) in services(&c) {
+    for (name, s) in kit_services(&c) {
         for v in strings(&s["volumes"]) {
             let parts: Vec<&str> = v.split(':').collect();
             let source = parts[0];
@@ -158,6 +220,102 @@ fn every_mounted_repository_path_exists_and_is_read_only() {
         binds, 4,
         "Prometheus's config and rules, Grafana's provisioning and dashboards"
     );
+    for (name, secret) in c["secrets"].as_mapping().expect("secrets") {
+        let file = interpolate(secret["file"].as_str().expect("a file secret"));
+        let path = root().join(&file);
+        assert!(
+            path.is_file(),
+            "secret {name:?}: {file} is not in the repository"
+        );
+    }
+}
+
+#[test]
+fn the_exporter_runs_read_only_without_capabilities_or_new_privileges() {
+    let c = rendered(&default_env());
+    for name in ["exporter", "simulator"] {
+        let s = &c["services"][name];
+        assert_eq!(s["read_only"], true, "{name}: a read-only root file system");
+        assert_eq!(strings(&s["cap_drop"]), ["ALL"], "{name}: no capabilities");
+        assert!(
+            strings(&s["security_opt"]).contains(&"no-new-privileges:true".to_owned()),
+            "{name}: no new privileges: {:?}",
+            s["security_opt"]
+        );
+    }
+    // Read-only but for the state volume, where the store lives, and a scratch /tmp.
+    let exporter = &c["services"]["exporter"];
+    assert!(strings(&exporter["command"]).contains(&"--storage.path=/data".to_owned()));
+    assert!(
+        strings(&exporter["volumes"]).contains(&"exporter-data:/data:rw".to_owned()),
+        "{:?}",
+        exporter["volumes"]
+    );
+    assert_eq!(strings(&exporter["tmpfs"]), ["/tmp"]);
+}
+
+#[test]
+fn every_long_running_service_has_a_health_check_and_waits_for_what_it_needs() {
+    let c = rendered(&default_env());
+    for (name, endpoint) in [
+        ("exporter", "http://127.0.0.1:9867/-/healthy"),
+        ("prometheus", "http://127.0.0.1:9090/-/ready"),
+        ("grafana", "http://127.0.0.1:3000/api/health"),
+    ] {
+        let test = strings(&c["services"][name]["healthcheck"]["test"]);
+        assert_eq!(
+            test.first().map(String::as_str),
+            Some("CMD"),
+            "{name}: exec form: {test:?}"
+        );
+        assert!(
+            test.iter().any(|a| a.contains(endpoint)),
+            "{name}: the health check asks {endpoint}: {test:?}"
+        );
+    }
+    let condition = |service: &str, on: &str| -> String {
+        c["services"][service]["depends_on"][on]["condition"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{service} does not depend on {on}"))
+            .to_owned()
+    };
+    assert_eq!(condition("grafana", "prometheus"), "service_healthy");
+    assert_eq!(condition("simulator", "exporter"), "service_healthy");
+    // Prometheus must run, and alert, while the exporter is unhealthy.
+    assert_eq!(condition("prometheus", "exporter"), "service_started");
+}
+
+#[test]
+fn the_image_is_built_with_its_revision() {
+    let c = rendered(&[
+        ("GRAFANA_ADMIN_PASSWORD", PASSWORD),
+        ("ACQUIRE_EXPORTER_REVISION", "0123abc"),
+    ]);
+    for name in ["exporter", "simulator"] {
+        assert_eq!(
+            c["services"][name]["build"]["args"]["ACQUIRE_EXPORTER_REVISION"], "0123abc",
+            "{name}: the revision is passed to the build"
+        );
+    }
+    // The Dockerfile's build stage declares it before the build that reads it, and hands it to
+    // cargo, where acquire_exporter_build_info reads it at compile time.
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let joined = dockerfile.replace("\\\n", " ");
+    let build_stage = &joined[..joined.find("\nFROM gcr.io").expect("the runtime stage")];
+    let arg = build_stage
+        .find("ARG ACQUIRE_EXPORTER_REVISION")
+        .expect("ARG ACQUIRE_EXPORTER_REVISION in the build stage");
+    let build = build_stage
+        .lines()
+        .find(|l| l.contains("cargo build"))
+        .expect("the cargo build");
+    assert!(
+        build.contains("ACQUIRE_EXPORTER_REVISION=\"$ACQUIRE_EXPORTER_REVISION\" cargo build"),
+        "{build}"
+    );
+    assert!(arg < build_stage.find("cargo build").unwrap());
+    let record = std::fs::read_to_string(root().join("src/expose/mod.rs")).unwrap();
+    assert!(record.contains("option_env!(\"ACQUIRE_EXPORTER_REVISION\")"));
 }
 
 #[test]
@@ -280,35 +438,43 @@ fn healthcheck_command() -> Vec<String> {
 }
 
 #[test]
-fn the_health_check_command_passes_against_a_running_exporter_and_fails_without_one() {
-    let cmd = healthcheck_command();
-    assert_eq!(cmd[0], "/usr/local/bin/acquire-exporter");
-    assert_eq!(cmd[1], "healthcheck");
-    let exporter = Exporter::spawn(&["--storage.in-memory"]);
-    let port = exporter.base.rsplit(':').next().unwrap().to_owned();
-    let run = |args: &[String]| {
-        Command::new(env!("CARGO_BIN_EXE_acquire-exporter"))
-            .args(
-                args.iter()
-                    .map(|a| a.replace(":9867/", &format!(":{port}/"))),
-            )
-            .output()
-            .expect("run the health check")
-    };
-    let ok = run(&cmd[1..]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    drop(exporter);
-    assert!(!run(&cmd[1..]).status.success(), "no exporter, no health");
+fn the_health_check_commands_pass_against_a_running_exporter_and_fail_without_one() {
+    let compose = strings(&rendered(&default_env())["services"]["exporter"]["healthcheck"]["test"]);
+    for (source, cmd) in [
+        ("Dockerfile", healthcheck_command()),
+        ("docker-compose.yml", compose[1..].to_vec()),
+    ] {
+        assert_eq!(cmd[0], "/usr/local/bin/acquire-exporter", "{source}");
+        assert_eq!(cmd[1], "healthcheck", "{source}");
+        let exporter = Exporter::spawn(&["--storage.in-memory"]);
+        let port = exporter.base.rsplit(':').next().unwrap().to_owned();
+        let run = |args: &[String]| {
+            Command::new(env!("CARGO_BIN_EXE_acquire-exporter"))
+                .args(
+                    args.iter()
+                        .map(|a| a.replace(":9867/", &format!(":{port}/"))),
+                )
+                .output()
+                .expect("run the health check")
+        };
+        let ok = run(&cmd[1..]);
+        assert!(
+            ok.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        drop(exporter);
+        assert!(
+            !run(&cmd[1..]).status.success(),
+            "{source}: no exporter, no health"
+        );
+    }
 }
 
 #[test]
-fn the_compose_token_and_simulator_flags_work_with_the_real_binaries() {
-    let c = compose();
-    let exporter_env = &c["services"]["exporter"]["environment"];
+fn the_webhook_token_is_a_secret_file_and_the_simulator_s_flags_work_with_the_real_binaries() {
+    let c = rendered(&default_env());
+    let exporter = &c["services"]["exporter"];
     let simulator = &c["services"]["simulator"];
     assert_eq!(strings(&simulator["profiles"]), ["simulator"]);
     assert_eq!(
@@ -316,27 +482,53 @@ fn the_compose_token_and_simulator_flags_work_with_the_real_binaries() {
         ["/usr/local/bin/acquire-simulator"]
     );
     assert_eq!(
-        simulator["image"], c["services"]["exporter"]["image"],
+        simulator["image"], exporter["image"],
         "the simulator runs from the exporter's image"
     );
-    let token = interpolate(
-        exporter_env["ACQUIRE_EXPORTER_WEBHOOK_TOKEN"]
-            .as_str()
-            .expect("the exporter's token"),
+    // The token is no environment variable of the exporter: a secret, read with --webhook.token-file.
+    let env_keys: Vec<String> = exporter["environment"]
+        .as_mapping()
+        .map(|m| m.keys().map(|k| k.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    assert!(
+        !env_keys
+            .iter()
+            .any(|k| k.contains("TOKEN") || k.contains("SECRET")),
+        "a secret in the environment: {env_keys:?}"
     );
+    let command = strings(&exporter["command"]);
+    let secret = exporter["secrets"][0]["source"]
+        .as_str()
+        .or_else(|| exporter["secrets"][0].as_str())
+        .expect("the exporter's secret");
+    assert!(
+        command.contains(&format!("--webhook.token-file=/run/secrets/{secret}")),
+        "{command:?}"
+    );
+    let file = c["secrets"][secret]["file"]
+        .as_str()
+        .expect("a file secret");
+    let token_file = std::path::PathBuf::from(file);
+    assert!(token_file.starts_with(root()), "{file}");
+
+    // The simulator presents the token of the secret file.
+    let file_token = std::fs::read_to_string(&token_file).unwrap();
+    let token = simulator["environment"]["ACQUIRE_SIMULATOR_TOKEN"]
+        .as_str()
+        .expect("the simulator's token")
+        .to_owned();
     assert_eq!(
-        interpolate(
-            simulator["environment"]["ACQUIRE_SIMULATOR_TOKEN"]
-                .as_str()
-                .unwrap()
-        ),
+        file_token.trim_end(),
         token,
-        "the simulator presents the exporter's token"
+        "the simulator's token is the secret's"
     );
 
     // The environment variables are the ones the binaries read.
     for (binary, env) in [
-        (env!("CARGO_BIN_EXE_acquire-exporter"), exporter_env),
+        (
+            env!("CARGO_BIN_EXE_acquire-exporter"),
+            &exporter["environment"],
+        ),
         (
             env!("CARGO_BIN_EXE_acquire-simulator"),
             &simulator["environment"],
@@ -344,7 +536,7 @@ fn the_compose_token_and_simulator_flags_work_with_the_real_binaries() {
     ] {
         let help = Command::new(binary).arg("--help").output().unwrap();
         let help = String::from_utf8_lossy(&help.stdout);
-        for key in env.as_mapping().unwrap().keys() {
+        for key in env.as_mapping().into_iter().flat_map(|m| m.keys()) {
             let key = key.as_str().unwrap();
             assert!(
                 help.contains(&format!("env: {key}")),
@@ -353,9 +545,12 @@ fn the_compose_token_and_simulator_flags_work_with_the_real_binaries() {
         }
     }
 
-    // The simulator with the compose file's flags (the URL pointed at a test exporter) delivers
-    // events that the exporter, holding the same token, accepts.
-    let exporter = Exporter::spawn(&["--storage.in-memory", &format!("--webhook.token={token}")]);
+    // The exporter reading the secret file as the compose command does, and the simulator with
+    // the compose file's flags (the URL pointed at it): its deliveries are accepted.
+    let exporter = Exporter::spawn(&[
+        "--storage.in-memory",
+        &format!("--webhook.token-file={}", token_file.display()),
+    ]);
     let command = strings(&simulator["command"]);
     let url = command
         .iter()

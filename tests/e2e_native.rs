@@ -163,7 +163,7 @@ fn one_scrape_stores_native_and_classic_series() {
 }
 
 /// The exemplars of the wait histogram that Prometheus holds for the last ten minutes, as (chat
-/// id, value), once there are any (at most 30 s).
+/// id, value), once there are any (at most 30 s). Each must carry exactly one label, `chat_id`.
 fn wait_for_exemplars(prometheus: &Prometheus) -> Vec<(String, f64)> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -188,6 +188,13 @@ fn wait_for_exemplars(prometheus: &Prometheus) -> Vec<(String, f64)> {
             .flatten()
             .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
             .map(|e| {
+                let labels = e["labels"].as_object().cloned().unwrap_or_default();
+                let names: Vec<&String> = labels.keys().collect();
+                assert_eq!(
+                    names,
+                    ["chat_id"],
+                    "an exemplar carries the chat id and nothing else: {e}"
+                );
                 (
                     e["labels"]["chat_id"].as_str().unwrap_or("").to_owned(),
                     e["value"]

@@ -15,8 +15,20 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Exporter;
-use common::prometheus::{Prometheus, free_port};
+use common::prometheus::Prometheus;
+use pg::free_port;
 use serde_json::Value;
+
+/// The exporter listening on `addr` (a fixed address, so that a restarted replica is the same
+/// Prometheus target).
+fn spawn_on(addr: &str, args: &[&str]) -> Exporter {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"));
+    command
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--log.format=json")
+        .args(args);
+    Exporter::start(command)
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -285,8 +297,8 @@ fn every_dashboard_query_and_rule_gives_two_replicas_behind_haproxy_the_numbers_
     let url = format!("--storage.url={}", server.url("ha"));
     let store = tempfile::tempdir().unwrap();
     let alone = Exporter::spawn(&[&format!("--storage.path={}", store.path().display())]);
-    let a = Exporter::spawn_on(&format!("127.0.0.1:{}", free_port()), &[&url]);
-    let b = Exporter::spawn_on(&format!("127.0.0.1:{}", free_port()), &[&url]);
+    let a = spawn_on(&format!("127.0.0.1:{}", free_port()), &[&url]);
+    let b = spawn_on(&format!("127.0.0.1:{}", free_port()), &[&url]);
     let addr = |e: &Exporter| e.base.trim_start_matches("http://").to_owned();
     let (addr_a, addr_b) = (addr(&a), addr(&b));
     let balancer = haproxy::Haproxy::start(&[&addr_a, &addr_b]);

@@ -299,8 +299,8 @@ fn a_replica_started_after_pruning_loads_the_snapshot_and_the_log_after_it() {
 
     // Replica A runs, snapshots after 30 events, then takes 20 more.
     let a = Arc::new(engine(&url));
-    let (metrics_a, loaded) = checkpoint::load(&*a, &settings, clock.clone(), false, "a").unwrap();
-    let metrics_a = Arc::new(metrics_a);
+    let metrics_a = Arc::new(Metrics::with_clock(&settings, clock.clone()));
+    let loaded = checkpoint::load(&*a, &metrics_a, false, "a").unwrap();
     let sink: Sink = {
         let m = metrics_a.clone();
         Arc::new(move |e: &Admitted| m.apply(e))
@@ -332,7 +332,8 @@ fn a_replica_started_after_pruning_loads_the_snapshot_and_the_log_after_it() {
 
     // Replica B starts late: the snapshot, then the 20 events after it.
     let b = engine(&url);
-    let (metrics_b, loaded) = checkpoint::load(&b, &settings, clock, false, "b").unwrap();
+    let metrics_b = Metrics::with_clock(&settings, clock);
+    let loaded = checkpoint::load(&b, &metrics_b, false, "b").unwrap();
     assert_eq!(loaded.snapshot, Some(30));
     assert_eq!(loaded.replayed, 20);
     assert_eq!(page(Arc::new(metrics_b)), page(metrics_a.clone()));

@@ -1,16 +1,15 @@
 //! The Prometheus side of the kit checked by the real promtool: the scrape config, the rule files
-//! and their unit tests; and checked by reading them: every alert is documented in the runbook and
-//! unit-tested both firing and quiet, every recording rule is unit-tested, bucket matchers hold on
-//! Prometheus 3, and the 3.x config does not drift from the 2.x one.
-//!
-//! `promtool check metrics` on a real exposition is in tests/webhook.rs
-//! (`promtool_accepts_the_exposition`).
+//! and their unit tests, and a real exposition; and checked by reading them: every alert has a
+//! severity and a routing category, is documented in the runbook and unit-tested both firing and
+//! quiet, every recording rule is unit-tested, bucket matchers hold on Prometheus 3, and the 3.x
+//! config does not drift from the 2.x one.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_yaml_ng::Value;
 
@@ -185,6 +184,12 @@ fn every_alert_has_a_severity_a_summary_a_description_and_a_runbook_section() {
                 "{name}: severity {other:?}, not critical, warning or info"
             )),
         }
+        match string(&alert["labels"], "category") {
+            Some("support" | "exporter") => {}
+            other => problems.push(format!(
+                "{name}: category {other:?}, not support or exporter (the routing label)"
+            )),
+        }
         for key in ["summary", "description", "runbook_url"] {
             if string(&alert["annotations"], key).is_none_or(|s| s.trim().is_empty()) {
                 problems.push(format!("{name}: no annotation {key}"));
@@ -311,5 +316,61 @@ fn bucket_matchers_hold_on_prometheus_3() {
         exact.is_empty(),
         "exact le matchers (write le=~\"60(\\\\.0)?\"):\n{}",
         exact.join("\n")
+    );
+}
+
+#[test]
+fn promtool_accepts_the_exposition() {
+    let promtool = common::promtool();
+    let exporter = common::Exporter::spawn(&["--storage.in-memory"]);
+    // Every kind of series: an answered close with a custom role, an unanswered one, a refusal,
+    // a chat waiting in the live queue.
+    for (body, want) in [
+        (common::fixture("chat-close-users-as-json-string.json"), 200),
+        (
+            common::close_event("9", "4", Some("Support Lead"), "30", "100"),
+            200,
+        ),
+        (common::close_event("10", "4", None, "null", "100"), 200),
+        (
+            br#"{"data": {"id": "w1", "department_id": "4"}, "event": "CHAT_ON_START"}"#.to_vec(),
+            200,
+        ),
+        (b"not json".to_vec(), 400),
+    ] {
+        let (status, answer) = exporter.post_json(&body);
+        assert_eq!(status, want, "{answer}");
+    }
+    let m = exporter.metrics();
+    for family in [
+        "acquire_chat_wait_time_seconds_bucket",
+        "acquire_chat_duration_seconds_bucket",
+        "acquire_chats_unanswered_total",
+        "acquire_chats_waiting",
+        "acquire_webhook_rejections_total",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            m.lines().any(|l| l.starts_with(family)),
+            "no {family} on the page:\n{m}"
+        );
+    }
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics said:\n{said}\n---\n{m}"
     );
 }

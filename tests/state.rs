@@ -122,9 +122,8 @@ impl Subject {
     fn open(dir: tempfile::TempDir, settings: Settings, clock: Clock) -> Self {
         let engine =
             Arc::new(Sqlite::open(dir.path(), SyncMode::Normal, Box::new(|_| {})).expect("open"));
-        let (metrics, loaded) =
-            checkpoint::load(&*engine, &settings, clock.clone(), false, "test").expect("load");
-        let metrics = Arc::new(metrics);
+        let metrics = Arc::new(Metrics::with_clock(&settings, clock.clone()));
+        let loaded = checkpoint::load(&*engine, &metrics, false, "test").expect("load");
         let sink: Sink = {
             let metrics = metrics.clone();
             Arc::new(move |e: &Admitted| metrics.apply(e))

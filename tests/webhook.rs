@@ -1,10 +1,9 @@
 //! The webhook over HTTP against the real binary: every vendor fixture, hostile bodies,
-//! retries, and the exposition checked by promtool.
+//! retries and content negotiation (promtool's check of the exposition is in tests/promtool.rs).
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{Exporter, close_event, fixture, histogram_lines, sample};
 
@@ -389,34 +388,6 @@ fn departments_are_named_from_the_config_file() {
 }
 
 #[test]
-fn promtool_accepts_the_exposition() {
-    let promtool = common::promtool();
-    let exporter = memory();
-    exporter.post_json(&fixture("chat-close-users-as-json-string.json"));
-    exporter.post_json(&close_event("9", "4", Some("Support Lead"), "null", "100"));
-    exporter.post_json(b"not json");
-    let m = exporter.metrics();
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics said:\n{said}\n---\n{m}"
-    );
-}
-
-#[test]
 fn landing_page_and_health_endpoints() {
     let exporter = memory();
     let (status, page) = common::get(&exporter.url("/"));
@@ -428,27 +399,295 @@ fn landing_page_and_health_endpoints() {
     assert!(m.contains("acquire_exporter_build_info{"), "{m}");
 }
 
+/// What the vendor's close example becomes in a protobuf page: one series of each histogram with
+/// the documented values, native buckets, and the chat id as the only exemplar label.
+fn assert_documented_close_in_protobuf(families: &[common::dto::MetricFamily], what: &str) {
+    let family = |name: &str| {
+        families
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{what}: no {name}"))
+    };
+    for (name, count, sum) in [
+        ("acquire_chat_wait_time_seconds", 1, 2.0),
+        ("acquire_chat_duration_seconds", 1, 25.0),
+    ] {
+        let f = family(name);
+        assert_eq!(
+            f.r#type,
+            common::dto::MetricType::Histogram as i32,
+            "{what}: {name}"
+        );
+        assert_eq!(f.metric.len(), 1, "{what}: {name}");
+        let m = &f.metric[0];
+        assert_eq!(common::label(m, "agent_role"), Some("administrator"));
+        assert_eq!(common::label(m, "department"), Some("none"));
+        assert_eq!(m.label.len(), 2, "{what}: {name}");
+        let h = m.histogram.as_ref().expect("a histogram");
+        assert_eq!(
+            (h.sample_count, h.sample_sum),
+            (count, sum),
+            "{what}: {name}"
+        );
+        assert_eq!(h.schema, 3, "{what}: factor 1.1 is schema 3");
+        let native: u64 = h.positive_delta.iter().map(|d| *d as u64).sum();
+        assert_eq!(native, 1, "{what}: {name}: one native observation");
+        let exemplars: Vec<_> = h
+            .bucket
+            .iter()
+            .filter_map(|b| b.exemplar.as_ref())
+            .collect();
+        assert_eq!(exemplars.len(), 1, "{what}: {name}: the newest exemplar");
+        let labels: Vec<(&str, &str)> = exemplars[0]
+            .label
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [("chat_id", "104111")],
+            "{what}: {name}: the full label set"
+        );
+        assert_eq!(exemplars[0].value, sum, "{what}: {name}");
+    }
+    let wait = &family("acquire_chat_wait_time_seconds").metric[0];
+    let buckets: Vec<(f64, u64)> = wait
+        .histogram
+        .as_ref()
+        .unwrap()
+        .bucket
+        .iter()
+        .map(|b| (b.upper_bound, b.cumulative_count))
+        .take(3)
+        .collect();
+    assert_eq!(buckets, [(1.0, 0), (2.0, 1), (5.0, 1)], "{what}");
+}
+
 #[test]
-fn metrics_negotiate_openmetrics_and_gzip() {
+fn metrics_negotiate_the_format_by_accept_and_gzip_by_accept_encoding() {
+    use std::io::Read as _;
     let exporter = memory();
     exporter.post_json(&fixture("chat-close-users-as-json-string.json"));
-    let (status, om) = common::get_with(
-        &exporter.url("/metrics"),
-        &[(
-            "Accept",
-            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
-        )],
+    let text = "text/plain; version=0.0.4; charset=utf-8";
+    let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let protobuf = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+    // (name, Accept, Content-Type of the answer)
+    let cases = [
+        ("text", common::TEXT, text),
+        ("any", "*/*", text),
+        ("openmetrics", common::OPENMETRICS, openmetrics),
+        (
+            "prometheus_2_scrape",
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            openmetrics,
+        ),
+        ("protobuf", common::PROTOBUF, protobuf),
+        (
+            "prometheus_native_scrape",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.8,application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.1",
+            protobuf,
+        ),
+    ];
+    for (name, accept, content_type) in cases {
+        for gzip in [false, true] {
+            let what = format!("{name}, gzip {gzip}");
+            let page = common::scrape(&exporter.url("/metrics"), accept, gzip);
+            assert_eq!(page.status, 200, "{what}");
+            assert_eq!(page.content_type.as_deref(), Some(content_type), "{what}");
+            let body = if gzip {
+                assert_eq!(page.content_encoding.as_deref(), Some("gzip"), "{what}");
+                let mut unpacked = Vec::new();
+                flate2::read::GzDecoder::new(&page.body[..])
+                    .read_to_end(&mut unpacked)
+                    .expect("gzip");
+                unpacked
+            } else {
+                assert_eq!(page.content_encoding, None, "{what}");
+                page.body
+            };
+            if content_type == protobuf {
+                assert_documented_close_in_protobuf(&common::decode_protobuf(&body), &what);
+                continue;
+            }
+            let page = String::from_utf8(body).unwrap();
+            assert_eq!(sample(&page, WAIT_COUNT), Some(1.0), "{what}");
+            assert_eq!(sample(&page, DURATION_SUM), Some(25.0), "{what}");
+            if content_type == openmetrics {
+                assert!(page.ends_with("# EOF\n"), "{what}");
+                let exemplars: Vec<&str> = page
+                    .lines()
+                    .filter_map(|l| l.split_once(" # ").map(|(_, e)| e))
+                    .collect();
+                assert_eq!(exemplars.len(), 2, "{what}: one per histogram");
+                for e in exemplars {
+                    let labels = e.strip_prefix('{').and_then(|e| e.split_once('}'));
+                    assert_eq!(
+                        labels.map(|(l, _)| l),
+                        Some(r#"chat_id="104111""#),
+                        "{what}: the exemplar's full label set: {e}"
+                    );
+                }
+            } else {
+                assert!(
+                    !page.contains("# EOF") && !page.contains("chat_id"),
+                    "{what}: classic text stays classic"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_zero_wait_without_an_agent_is_unanswered_and_with_an_agent_an_instant_answer() {
+    let exporter = memory();
+    let mut as_number: serde_json::Value =
+        serde_json::from_slice(&close_event("zero-number", "3", None, "0", "45")).unwrap();
+    as_number["chat_wait_time"] = 0.into();
+    for body in [
+        close_event("zero-text", "3", None, "0", "45"),
+        as_number.to_string().into_bytes(),
+        close_event("instant", "3", Some("Operator"), "0", "50"),
+    ] {
+        let (status, answer) = exporter.post_json(&body);
+        assert_eq!(status, 200, "{answer}");
+    }
+    let m = exporter.metrics();
+    assert_eq!(
+        sample(&m, r#"acquire_chats_unanswered_total{department="3"}"#),
+        Some(2.0),
+        "\"0\" and 0 with no agent in `users`"
     );
-    assert_eq!(status, 200);
-    assert!(om.trim_end().ends_with("# EOF"), "{om}");
-    assert!(
-        om.contains(r#"# {chat_id="104111"} 2"#),
-        "the wait bucket carries the chat id as an exemplar:\n{om}"
+    assert_eq!(
+        sample(
+            &m,
+            r#"acquire_chat_wait_time_seconds_count{agent_role="none",department="3"}"#
+        ),
+        None,
+        "an unanswered chat has no wait observation"
     );
-    let classic = exporter.metrics();
+    assert_eq!(
+        sample(
+            &m,
+            r#"acquire_chat_duration_seconds_sum{agent_role="none",department="3"}"#
+        ),
+        Some(90.0),
+        "their durations are observed"
+    );
+    for (series, want) in [
+        (
+            r#"acquire_chat_wait_time_seconds_count{agent_role="operator",department="3"}"#,
+            1.0,
+        ),
+        (
+            r#"acquire_chat_wait_time_seconds_sum{agent_role="operator",department="3"}"#,
+            0.0,
+        ),
+        (
+            r#"acquire_chat_wait_time_seconds_bucket{agent_role="operator",department="3",le="1"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            sample(&m, series),
+            Some(want),
+            "an instant answer: {series}"
+        );
+    }
+}
+
+#[test]
+fn in_memory_retries_are_recognised_for_the_dedup_window_then_forgotten() {
+    let window = std::time::Duration::from_secs(2);
+    let mut exporter = Exporter::spawn(&["--storage.in-memory", "--storage.dedup-window=2s"]);
+    let event = close_event("windowed", "2", Some("Operator"), "5", "60");
+    let first = std::time::Instant::now();
+    assert!(exporter.post_json(&event).1.contains("observed"));
+    assert!(exporter.post_json(&event).1.contains("duplicate"));
+    // The key tables rotate as deliveries come: other events keep coming while the retry does.
+    let mut other = 0;
+    exporter.wait_until("the retry to be forgotten", |e| {
+        other += 1;
+        let body = close_event(&format!("other-{other}"), "9", Some("Operator"), "5", "60");
+        assert_eq!(e.post_json(&body).0, 200);
+        e.post_json(&event).1.contains("observed")
+    });
+    let forgotten = first.elapsed();
     assert!(
-        !classic.contains("# EOF") && !classic.contains("chat_id"),
-        "classic text stays classic"
+        forgotten >= window,
+        "forgotten after {forgotten:?}, within the window of {window:?}"
+    );
+    assert_eq!(
+        sample(
+            &exporter.metrics(),
+            r#"acquire_chat_wait_time_seconds_count{agent_role="operator",department="2"}"#
+        ),
+        Some(2.0),
+        "counted once in the window and once after it"
+    );
+}
+
+#[test]
+fn exemplars_and_native_histograms_follow_their_switches() {
+    let dir = tempfile::tempdir().unwrap();
+    // (name, config, exemplars, native buckets)
+    let cases = [
+        ("defaults", "", true, true),
+        (
+            "no_exemplars",
+            "exemplars:\n  enabled: false\n",
+            false,
+            true,
+        ),
+        (
+            "no_native_histograms",
+            "native_histograms:\n  enabled: false\n",
+            true,
+            false,
+        ),
+    ];
+    let mut texts = Vec::new();
+    for (name, config, exemplars, native) in cases {
+        let path = dir.path().join(format!("{name}.yml"));
+        std::fs::write(&path, config).unwrap();
+        let exporter = Exporter::spawn(&[
+            "--storage.in-memory",
+            &format!("--config.file={}", path.display()),
+        ]);
+        exporter.post_json(&fixture("chat-close-users-as-json-string.json"));
+        exporter.post_json(&close_event(
+            "second",
+            "",
+            Some("Administrator"),
+            "40",
+            "700",
+        ));
+        let om = exporter.scrape(common::OPENMETRICS).text();
+        assert_eq!(
+            om.contains(" # {chat_id=\""),
+            exemplars,
+            "{name}: OpenMetrics"
+        );
+        let families = exporter.protobuf();
+        let wait = families
+            .iter()
+            .find(|f| f.name == "acquire_chat_wait_time_seconds")
+            .expect("the wait family");
+        let h = wait.metric[0].histogram.as_ref().unwrap();
+        assert_eq!(h.sample_count, 2, "{name}");
+        assert_eq!(!h.positive_span.is_empty(), native, "{name}: native spans");
+        let with_exemplar = h.bucket.iter().filter(|b| b.exemplar.is_some()).count();
+        let want = match (exemplars, native) {
+            (false, _) => 0,
+            // Native: the newest only, as Prometheus keeps a series' exemplars in time order.
+            (true, true) => 1,
+            (true, false) => 2,
+        };
+        assert_eq!(with_exemplar, want, "{name}: protobuf exemplars");
+        texts.push(histogram_lines(&exporter.metrics()));
+    }
+    assert!(
+        texts.iter().all(|t| *t == texts[0]),
+        "the classic text page is the same under every switch"
     );
 }
 

@@ -7,9 +7,13 @@
 //! - Token: `?token=<token>` in the URL's query string (percent-decoded; a `+` stays a `+`, so a
 //!   base64 token pasted unencoded still matches) or an `Authorization: Bearer <token>` header. When a
 //!   request carries both, the header is the one checked.
-//! - Signature: `x-acquire-signature: <hex>`, the HMAC-SHA256 of the raw body keyed with the
-//!   configured secret, 64 hex digits in either case. A `sha256=` prefix is accepted too, as GitHub
-//!   and several other vendors send it.
+//! - Signature: `x-acquire-signature: <hex>`, the HMAC-SHA256 keyed with the configured secret,
+//!   64 hex digits in either case, of either of two texts: the raw body as received, or the body
+//!   as JavaScript's `JSON.stringify(JSON.parse(body))` writes it again (the vendor's sample signs
+//!   `JSON.stringify(req.body)`; see [`js_json`] for exactly what that text is), so a
+//!   pretty-printed or `", "`-spaced body signed that way verifies too. Both comparisons are
+//!   constant-time; the second is computed only when the first fails. A `sha256=` prefix is
+//!   accepted too, as GitHub and several other vendors send it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,8 @@ use axum::http::header::AUTHORIZATION;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+pub mod js_json;
 
 /// Header carrying the hex HMAC-SHA256 of the body.
 pub const SIGNATURE_HEADER: &str = "x-acquire-signature";
@@ -30,16 +36,20 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret given on the command line or in the environment; refuses an empty one.
+    /// Wraps a secret given on the command line or in the environment; refuses an empty one
+    /// and one of only whitespace (a blank variable or a stray space is a mistake, not a key).
     pub fn new(s: String) -> Result<Self, AuthConfigError> {
         if s.is_empty() {
             return Err(AuthConfigError::Empty);
+        }
+        if s.trim().is_empty() {
+            return Err(AuthConfigError::Blank);
         }
         Ok(Self(s))
     }
 
     /// Reads a secret from a file, dropping one trailing newline (`\n` or `\r\n`) as editors and
-    /// `echo` add it. Errors name the file, never its content.
+    /// `echo` add it; refuses a file of only whitespace. Errors name the file, never its content.
     pub fn from_file(path: &Path) -> Result<Self, AuthConfigError> {
         let bytes = std::fs::read(path).map_err(|source| AuthConfigError::Read {
             path: path.to_path_buf(),
@@ -56,6 +66,11 @@ impl Secret {
         }
         if s.is_empty() {
             return Err(AuthConfigError::EmptyFile {
+                path: path.to_path_buf(),
+            });
+        }
+        if s.trim().is_empty() {
+            return Err(AuthConfigError::BlankFile {
                 path: path.to_path_buf(),
             });
         }
@@ -85,6 +100,9 @@ pub enum AuthConfigError {
     /// The flag or env var was set to an empty string.
     #[error("secret is empty")]
     Empty,
+    /// The flag or env var holds only whitespace.
+    #[error("secret holds only whitespace")]
+    Blank,
     /// The secret file could not be read.
     #[error("cannot read secret file {}: {source}", path.display())]
     Read {
@@ -102,6 +120,12 @@ pub enum AuthConfigError {
     /// The secret file is empty (or holds only a newline).
     #[error("secret file {} is empty", path.display())]
     EmptyFile {
+        /// The file named by the flag.
+        path: PathBuf,
+    },
+    /// The secret file holds only whitespace (spaces, tabs, newlines).
+    #[error("secret file {} holds only whitespace", path.display())]
+    BlankFile {
         /// The file named by the flag.
         path: PathBuf,
     },
@@ -124,8 +148,10 @@ pub enum AuthError {
     /// The signature header is not 64 hex digits (optionally after `sha256=`).
     #[error("malformed x-acquire-signature header: expected 64 hex digits of HMAC-SHA256")]
     BadSignature,
-    /// The signature is well formed but does not match the body.
-    #[error("x-acquire-signature does not match the request body")]
+    /// The signature is well formed but matches neither the body nor its `JSON.stringify` form.
+    #[error(
+        "x-acquire-signature does not match the request body (neither its bytes nor JSON.stringify of it)"
+    )]
     WrongSignature,
 }
 
@@ -189,10 +215,16 @@ impl SenderAuth {
                 .get(SIGNATURE_HEADER)
                 .ok_or(AuthError::MissingSignature)?;
             let signature = parse_signature(header.as_bytes()).ok_or(AuthError::BadSignature)?;
-            let mut mac = mac.clone();
-            mac.update(body);
-            mac.verify_slice(&signature)
-                .map_err(|_| AuthError::WrongSignature)?;
+            let verifies = |text: &[u8]| {
+                let mut mac = mac.clone();
+                mac.update(text);
+                mac.verify_slice(&signature).is_ok()
+            };
+            let signed = verifies(body)
+                || js_json::stringify(body).is_some_and(|restated| verifies(&restated));
+            if !signed {
+                return Err(AuthError::WrongSignature);
+            }
         }
         Ok(())
     }
@@ -434,6 +466,29 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_over_json_stringify_of_the_body_verifies() {
+        let auth = SenderAuth::new(None, secret(KEY));
+        let spaced = br#"{ "event": "CHAT_ON_CLOSE", "id": "4\u0032", "n": 1.0 }"#;
+        let restated = br#"{"event":"CHAT_ON_CLOSE","id":"42","n":1}"#;
+        type Case<'a> = (&'a str, &'a [u8], String, Result<(), AuthError>);
+        let cases: [Case; 4] = [
+            ("raw bytes", spaced, sign(KEY, spaced), Ok(())),
+            ("JSON.stringify form", spaced, sign(KEY, restated), Ok(())),
+            (
+                "another text",
+                spaced,
+                sign(KEY, br#"{"event":"CHAT_ON_CLOSE","id":"42","n":1.0}"#),
+                Err(WrongSignature),
+            ),
+            ("not JSON", b"id=42", sign(KEY, b"{}"), Err(WrongSignature)),
+        ];
+        for (name, body, signature, expected) in cases {
+            let hdrs = headers(&[(SIGNATURE_HEADER, &signature)]);
+            assert_eq!(auth.check(None, &hdrs, body), expected, "{name}");
+        }
+    }
+
+    #[test]
     fn both_checks_must_pass_when_both_are_configured() {
         let auth = SenderAuth::new(secret(TOKEN), secret(KEY));
         let good_sig = sign(KEY, BODY);
@@ -511,12 +566,16 @@ mod tests {
     }
 
     #[test]
-    fn secret_new_refuses_empty() {
+    fn secret_new_refuses_empty_and_blank() {
         assert!(matches!(
             Secret::new(String::new()),
             Err(AuthConfigError::Empty)
         ));
         assert_eq!(AuthConfigError::Empty.to_string(), "secret is empty");
+        assert!(matches!(
+            Secret::new(" \t\n".to_owned()),
+            Err(AuthConfigError::Blank)
+        ));
     }
 
     #[test]
@@ -549,6 +608,8 @@ mod tests {
         std::fs::write(&empty, "\n").expect("write");
         let binary = dir.path().join("binary");
         std::fs::write(&binary, b"\xff\xfesecret-content").expect("write");
+        let blank = dir.path().join("blank");
+        std::fs::write(&blank, " \t\r\n\n").expect("write");
         let cases = [
             (
                 &missing,
@@ -558,6 +619,10 @@ mod tests {
                 ),
             ),
             (&empty, format!("secret file {} is empty", empty.display())),
+            (
+                &blank,
+                format!("secret file {} holds only whitespace", blank.display()),
+            ),
             (
                 &binary,
                 format!("secret file {} is not UTF-8 text", binary.display()),

@@ -210,9 +210,17 @@ impl Engine for Sqlite {
                 "SELECT seq, data FROM snapshots ORDER BY seq DESC LIMIT 1",
                 [],
                 |r| {
+                    // Bytes whatever the column holds: a damaged row is a damaged snapshot,
+                    // which the reader names, not a storage error.
+                    let bytes = match r.get_ref(1)? {
+                        rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => {
+                            b.to_vec()
+                        }
+                        _ => Vec::new(),
+                    };
                     Ok(StoredSnapshot {
                         seq: r.get::<_, i64>(0)? as Seq,
-                        bytes: r.get(1)?,
+                        bytes,
                     })
                 },
             )
@@ -595,7 +603,10 @@ fn writer(
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(admissions) => {
-                if !healthy.swap(true, Ordering::Relaxed) {
+                // Only a batch that wrote proves the store writes again: duplicates commit
+                // nothing, and a commit of nothing succeeds on a full disk too.
+                if admissions.iter().any(Option::is_some) && !healthy.swap(true, Ordering::Relaxed)
+                {
                     tracing::info!("storage commits again");
                 }
                 on_commit(CommitStats {
@@ -616,7 +627,9 @@ fn writer(
             }
             Err(e) => {
                 healthy.store(false, Ordering::Relaxed);
-                tracing::error!(error = %e, events = batch.len(), "storage commit failed; the deliveries get 503 and the sender retries");
+                if crate::logthrottle::allow(tracing::Level::ERROR, "storage commit failed", "") {
+                    tracing::error!(error = %e, events = batch.len(), "storage commit failed; the deliveries get 503 and the sender retries");
+                }
                 answers.send(
                     batch
                         .drain(..)
@@ -665,6 +678,35 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Option<S
     }
     tx.commit()?;
     Ok(out)
+}
+
+/// A consistent copy of the database in `folder` into `to` (which must not exist), taken in one
+/// read transaction while the exporter may be writing: `VACUUM INTO`, so the copy is also
+/// compact. Its size in bytes.
+pub fn backup(folder: &Path, to: &Path) -> Result<u64> {
+    let path = folder.join(FILE_NAME);
+    if !path.is_file() {
+        return Err(StoreError::Folder {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here"),
+        });
+    }
+    if to.exists() {
+        return Err(StoreError::Folder {
+            path: to.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "will not overwrite"),
+        });
+    }
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| at(&path, e.into()))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let target = to.to_str().ok_or_else(|| StoreError::Folder {
+        path: to.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a UTF-8 path"),
+    })?;
+    conn.execute("VACUUM INTO ?1", [target])
+        .map_err(|e| at(&path, e.into()))?;
+    Ok(std::fs::metadata(to).map(|m| m.len()).unwrap_or(0))
 }
 
 /// Count the stored events of the database in `folder` (for tests and diagnostics).

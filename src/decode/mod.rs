@@ -9,7 +9,8 @@
 //!   is ignored.
 //! - Shapes: flat bodies (`{"id": ..., "event": ...}`) and envelopes
 //!   (`{"data": {...}, "event": ...}`) for every event; `event` may sit at the top level or
-//!   inside `data`. Fields in `data` win over the same fields beside it.
+//!   inside `data`. Fields in `data` win over the same fields beside it. The two envelope keys
+//!   are read in any letter case (`Data`, `Event`, `EVENT`); every other key is exact.
 //! - Scalars as JSON numbers or strings (trimmed); `"null"`, `""`, JSON `null` and an absent field
 //!   all mean "no value". Ids become their decimal string. The start event's id may be under
 //!   `" id"` (with the leading space the vendor's example prints).

@@ -250,6 +250,13 @@ pub(super) enum Key {
 
 impl Key {
     pub(super) fn of(name: &str) -> Self {
+        // The envelope's two keys in any letter case: the vendor's prose writes "Data and Event".
+        if name.eq_ignore_ascii_case("event") {
+            return Self::Event;
+        }
+        if name.eq_ignore_ascii_case("data") {
+            return Self::Data;
+        }
         match name {
             "event" => Self::Event,
             "id" => Self::Id,

@@ -242,6 +242,43 @@ fn envelope_fields_win_over_those_beside_them_and_the_outer_event_wins() {
 }
 
 #[test]
+fn the_envelope_keys_are_read_in_any_letter_case() {
+    let start = |id: &str| {
+        Ok(Event::Started(ChatStarted {
+            chat_id: id.into(),
+            account_id: String::new(),
+            department_id: String::new(),
+        }))
+    };
+    let cases = [
+        (
+            "as the prose writes them",
+            r#"{"Data": {"id": "1"}, "Event": "CHAT_ON_START"}"#,
+        ),
+        (
+            "capitals",
+            r#"{"DATA": {"id": "1"}, "EVENT": "CHAT_ON_START"}"#,
+        ),
+        (
+            "mixed",
+            r#"{"dAtA": {"id": "1", "eVeNt": "CHAT_ON_START"}}"#,
+        ),
+    ];
+    for (name, body) in cases {
+        assert_eq!(decode(None, body.as_bytes()), start("1"), "{name}");
+    }
+    // Only those two: other keys stay exact.
+    assert_eq!(
+        decode(None, br#"{"ID": "1", "Event": "CHAT_ON_START"}"#),
+        Err(DecodeError::MissingField {
+            field: "id",
+            event: EventKind::ChatStart,
+            chat_id: None,
+        })
+    );
+}
+
+#[test]
 fn message_and_unknown_events_are_not_validated() {
     let body = r#"{"chat_wait_time": "NaN", "users": 5, "event": "CHAT_ON_MESSAGE"}"#;
     assert_eq!(

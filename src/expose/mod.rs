@@ -171,6 +171,32 @@ impl Exposition {
             "Events held in the store (admitted chat starts, accepts and closes)",
             metrics.stored_events().clone(),
         );
+        let (snapshots, failures, seconds, bytes, pruned) = metrics.snapshot_metrics();
+        registry.register(
+            "acquire_exporter_storage_snapshots",
+            "Snapshots of the derived state written to the store",
+            snapshots.clone(),
+        );
+        registry.register(
+            "acquire_exporter_storage_snapshot_failures",
+            "Snapshots of the derived state that could not be written",
+            failures.clone(),
+        );
+        registry.register(
+            "acquire_exporter_storage_snapshot_duration_seconds",
+            "Time the last snapshot took to build and write",
+            seconds.clone(),
+        );
+        registry.register(
+            "acquire_exporter_storage_snapshot_bytes",
+            "Size of the last snapshot written",
+            bytes.clone(),
+        );
+        registry.register(
+            "acquire_exporter_storage_pruned_events",
+            "Events older than the retention deleted from the store (their contribution stays in the snapshot)",
+            pruned.clone(),
+        );
         live::register(&mut registry, metrics.live());
         let chats = chats::ChatFamilies::new(metrics.chats());
         Exposition {

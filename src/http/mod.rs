@@ -1,26 +1,30 @@
 //! HTTP: the routes and what every request shares ([`AppState`]); the webhook receiver
-//! ([`webhook`]), the other pages ([`pages`]), the accept loop with its limits ([`serve`]) and
-//! the exporter-toolkit web config for TLS and basic auth ([`webconfig`]).
+//! ([`webhook`]), the other pages ([`pages`]) with the shared `/metrics` pages ([`scrape`]), the
+//! accept loop with its limits ([`serve`]) and the exporter-toolkit web config for TLS and basic
+//! auth ([`webconfig`]).
 
 pub mod pages;
+pub mod scrape;
 pub mod serve;
 pub mod webconfig;
 pub mod webhook;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 
 use crate::admit::Store;
 use crate::admit::auth::SenderAuth;
 use crate::expose::Exposition;
 use crate::http::pages::{landing, metrics, ready};
+use crate::http::scrape::Pages;
 use crate::http::webconfig::{BasicAuthOutcome, WebConfig};
 use crate::http::webhook::webhook;
 use crate::record::Metrics;
@@ -32,8 +36,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Their exposition, for `/metrics`.
     pub exposition: Arc<Exposition>,
-    /// The admission store.
-    pub store: Arc<Store>,
+    /// The admission store, once the stored state is loaded into the metrics; until then the
+    /// webhook, `/metrics` and `/-/ready` answer 503.
+    pub store: OnceLock<Arc<Store>>,
     /// Sender authentication of the webhook.
     pub auth: SenderAuth,
     /// TLS and basic auth of `/metrics` (exporter-toolkit format), if configured.
@@ -51,7 +56,10 @@ pub struct AppState {
 /// The service's routes over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
     let guarded = Router::new()
-        .route(&state.telemetry_path, get(metrics))
+        .route(
+            &state.telemetry_path,
+            get(metrics).layer(Extension(Arc::new(Pages::default()))),
+        )
         .route("/", get(landing))
         .route_layer(middleware::from_fn_with_state(state.clone(), basic_auth));
     let mut router = Router::new()
@@ -79,8 +87,12 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 async fn basic_auth(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
     if let Some(web) = &state.web_config
-        && web.check_basic_auth_async(request.headers()).await == BasicAuthOutcome::Denied
+        && web.check_basic_auth_from(request.headers(), peer).await == BasicAuthOutcome::Denied
     {
         return (
             StatusCode::UNAUTHORIZED,

@@ -2,15 +2,22 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
-use crate::expose::{self, Output};
+use super::scrape::{PageBody, PageError, Pages};
+use crate::expose;
 
-/// `GET /metrics`: the page in the format the scraper asked for, gzipped if it may be.
-pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `GET /metrics`: the page in the format the scraper asked for, gzipped if it may be; one
+/// encode shared by every scraper asking meanwhile ([`Pages`]).
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    Extension(pages): Extension<Arc<Pages>>,
+    headers: HeaderMap,
+) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = expose::negotiate(accept);
     let gzip = expose::accepts_gzip(
@@ -18,24 +25,28 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
-    // Thousands of series take milliseconds to encode: off the threads that answer webhooks.
-    let encode = move || {
-        let mut out = if gzip {
-            Output::gzip()
-        } else {
-            Output::whole(Vec::with_capacity(64 * 1024))
-        };
-        state.exposition.write(format, &mut out);
-        out.into_vec()
-    };
-    let body = match tokio::task::spawn_blocking(encode).await {
+    if state.store.get().is_none() {
+        // A partial state would read as counter resets: no page until it is loaded.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the exporter is loading its stored state\n",
+        )
+            .into_response();
+    }
+    let wait = state.request_timeout / 2;
+    let body = match pages.page(&state.exposition, format, gzip, wait).await {
         Ok(body) => body,
-        Err(e) => {
-            tracing::error!(error = %e, "encoding the metrics failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        Err(e @ PageError::Busy) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                format!("{e}\n"),
+            )
+                .into_response();
         }
+        Err(PageError::Failed) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let mut response = body.into_response();
+    let mut response = axum::body::Body::new(PageBody::new(body)).into_response();
     if gzip {
         response
             .headers_mut()
@@ -48,18 +59,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     response
 }
 
-/// Ready while the store can commit: a store that cannot (a full disk) answers 503 here, so a
-/// load balancer or an orchestrator sends the deliveries elsewhere, and Ready again by itself.
+/// Ready once the stored state is loaded and while the store can commit: a store that cannot
+/// (a full disk) answers 503 here, so a load balancer or an orchestrator sends the deliveries
+/// elsewhere, and Ready again by itself.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.store.is_healthy() {
-        "Ready\n".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not ready: the store cannot commit\n",
-        )
-            .into_response()
-    }
+    let not_ready = match state.store.get() {
+        None => "Not ready: loading the stored state\n",
+        Some(store) if !store.is_healthy() => "Not ready: the store cannot commit\n",
+        Some(_) => return "Ready\n".into_response(),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, not_ready).into_response()
 }
 
 /// `GET /`: a landing page with links.

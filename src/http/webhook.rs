@@ -1,20 +1,24 @@
 //! `POST /webhook`: read the body within its limit, authenticate the sender, decode, normalise,
 //! admit; every refusal is one [`WebhookError`], counted, logged and answered.
 
+use std::io::Read as _;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
+use tracing::Level;
 
 use super::AppState;
 use crate::admit::auth::AuthError;
 use crate::admit::{Admission, StoreError, normalise};
 use crate::decode::{self, DecodeError};
 use crate::event::{EventKind, Outcome, Reason};
+use crate::logthrottle;
 use crate::record::Metrics;
 
 /// What the sender is told of an event the exporter took.
@@ -49,15 +53,38 @@ pub enum WebhookError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The gzip-decoded body is over the limit.
+    #[error(
+        "body is larger than the limit of {limit} bytes once decompressed (--webhook.max-body-bytes)"
+    )]
+    TooLargeDecompressed {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The body could not be read.
     #[error("could not read the body: {0}")]
     Unreadable(String),
+    /// A `Content-Encoding` other than gzip.
+    #[error("unsupported Content-Encoding {encoding:?}: send the body as it is or gzip-compressed")]
+    UnsupportedEncoding {
+        /// The encoding sent, cut to 40 characters.
+        encoding: String,
+    },
+    /// `Content-Encoding: gzip` over a body that is not gzip.
+    #[error("body is not valid gzip (Content-Encoding: gzip): {0}")]
+    BadGzip(String),
     /// Token or signature missing or wrong.
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
     /// The body is not an event.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The stored state is still loading (counted as an error: the sender retries).
+    #[error("the exporter is loading its stored state; retry later")]
+    Starting {
+        /// The event's type.
+        kind: EventKind,
+    },
     /// The store could not commit the event.
     #[error("could not store a webhook: {source}")]
     Store {
@@ -72,11 +99,14 @@ impl WebhookError {
     /// The rejection reason of a client's mistake; `None` for a failure of the store.
     pub fn reason(&self) -> Option<Reason> {
         match self {
-            Self::TooLarge { .. } => Some(Reason::PayloadTooLarge),
-            Self::Unreadable(_) => Some(Reason::MalformedBody),
+            Self::TooLarge { .. } | Self::TooLargeDecompressed { .. } => {
+                Some(Reason::PayloadTooLarge)
+            }
+            Self::Unreadable(_) | Self::BadGzip(_) => Some(Reason::MalformedBody),
+            Self::UnsupportedEncoding { .. } => Some(Reason::UnsupportedMediaType),
             Self::Unauthorized(_) => Some(Reason::Unauthorized),
             Self::Decode(e) => Some(e.reason()),
-            Self::Store { .. } => None,
+            Self::Store { .. } | Self::Starting { .. } => None,
         }
     }
 
@@ -84,7 +114,7 @@ impl WebhookError {
     pub fn event(&self) -> EventKind {
         match self {
             Self::Decode(e) => e.event(),
-            Self::Store { kind, .. } => *kind,
+            Self::Store { kind, .. } | Self::Starting { kind } => *kind,
             _ => EventKind::Unknown,
         }
     }
@@ -97,7 +127,8 @@ impl WebhookError {
         }
     }
 
-    /// Count the delivery and write its one log line (never the secret, never personal data).
+    /// Count the delivery and write its one log line (never the secret, never personal data;
+    /// repeated lines are limited by [`logthrottle`]).
     fn record(&self, metrics: &Metrics) {
         let kind = self.event();
         match self.reason() {
@@ -107,18 +138,38 @@ impl WebhookError {
                     Self::Decode(e) => e.chat_id(),
                     _ => None,
                 };
-                tracing::warn!(
-                    reason = reason.as_label(),
-                    event = kind.as_label(),
-                    chat_id = chat_id.unwrap_or(""),
-                    "webhook rejected: {self}"
-                );
+                // One line per reason and window at most; the counter above stays exact.
+                if logthrottle::allow(Level::WARN, "webhook rejected", reason.as_label()) {
+                    tracing::warn!(
+                        reason = reason.as_label(),
+                        event = kind.as_label(),
+                        chat_id = chat_id.unwrap_or(""),
+                        "webhook rejected: {self}"
+                    );
+                }
             }
             None => {
                 // Not the client's fault and not acknowledged: the sender retries.
                 metrics.received(kind, Outcome::Error);
-                if let Self::Store { source, .. } = self {
-                    tracing::error!(error = %source, event = kind.as_label(), "could not store a webhook");
+                match self {
+                    Self::Store { source, .. } => {
+                        if logthrottle::allow(Level::ERROR, "could not store a webhook", "") {
+                            tracing::error!(
+                                error = %source,
+                                event = kind.as_label(),
+                                "could not store a webhook"
+                            );
+                        }
+                    }
+                    _ => {
+                        if logthrottle::allow(Level::INFO, "webhook answered 503 while loading", "")
+                        {
+                            tracing::info!(
+                                event = kind.as_label(),
+                                "webhook answered 503 while the stored state loads"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -176,18 +227,20 @@ async fn receive(state: &AppState, request: Request) -> Result<Accepted, Webhook
         Err(e) if e.is::<LengthLimitError>() => return Err(WebhookError::TooLarge { limit }),
         Err(e) => return Err(WebhookError::Unreadable(e.to_string())),
     };
+    let bytes = decode_content(headers, bytes, limit)?;
     state.auth.check(parts.uri.query(), headers, &bytes)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let event = decode::decode(content_type, &bytes)?;
     let kind = event.kind();
+    let store = state.store.get().ok_or(WebhookError::Starting { kind })?;
     let Some(event) = normalise::recordable(event, now_ms()) else {
         state.metrics.received(kind, Outcome::Ignored);
         return Ok(Accepted::Ignored);
     };
     // A new event reaches the metrics on the commit side, whatever becomes of this request.
-    match state.store.admit(event).await {
+    match store.admit(event).await {
         Ok(Admission::New) => {
             state.metrics.received(kind, Outcome::Observed);
             Ok(Accepted::Observed)
@@ -198,6 +251,49 @@ async fn receive(state: &AppState, request: Request) -> Result<Accepted, Webhook
         }
         Err(source) => Err(WebhookError::Store { kind, source }),
     }
+}
+
+/// The body with its `Content-Encoding` undone: none and `identity` as it is, `gzip` (or
+/// `x-gzip`) decompressed within the same `limit`, so a small bomb cannot grow past it; any other
+/// coding is refused with 415. The sender's signature covers the decoded body, as the vendor's
+/// sample computes it over the parsed body.
+fn decode_content(headers: &HeaderMap, bytes: Bytes, limit: usize) -> Result<Bytes, WebhookError> {
+    let mut gzip = false;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let Ok(value) = value.to_str() else {
+            return Err(WebhookError::UnsupportedEncoding {
+                encoding: String::from_utf8_lossy(value.as_bytes())
+                    .chars()
+                    .take(40)
+                    .collect(),
+            });
+        };
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if coding.eq_ignore_ascii_case("identity") {
+                continue;
+            }
+            let is_gzip =
+                coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip");
+            if !is_gzip || gzip {
+                return Err(WebhookError::UnsupportedEncoding {
+                    encoding: value.chars().take(40).collect(),
+                });
+            }
+            gzip = true;
+        }
+    }
+    if !gzip {
+        return Ok(bytes);
+    }
+    let mut decoded = Vec::with_capacity(bytes.len().saturating_mul(4).min(limit + 1));
+    flate2::read::MultiGzDecoder::new(&bytes[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map_err(|e| WebhookError::BadGzip(e.to_string()))?;
+    if decoded.len() > limit {
+        return Err(WebhookError::TooLargeDecompressed { limit });
+    }
+    Ok(Bytes::from(decoded))
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -68,7 +68,7 @@ impl Capped {
         if raw.len() > MAX_LABEL_LEN {
             return None;
         }
-        let shown = display(raw);
+        let shown = escape_reserved(display(raw));
         let value = match self.values.get(shown.as_str()) {
             Some(v) => v.clone(),
             None if self.values.len() < self.cap => {
@@ -119,6 +119,19 @@ impl Interner {
         let v = Value(Arc::from(text));
         self.0.insert(text.to_owned(), v.clone());
         v
+    }
+}
+
+/// A department or role whose own name is `none` or `other` gets one `_` in front, so it never
+/// merges with the built-in series: `none` shows as `_none`, `other` as `_other`. A name that is
+/// already underscores before one of the two gets one more (`_none` shows as `__none`), so no
+/// two names share a value.
+fn escape_reserved(shown: String) -> String {
+    let word = shown.trim_start_matches('_');
+    if word == NONE || word == OTHER {
+        format!("_{shown}")
+    } else {
+        shown
     }
 }
 
@@ -212,6 +225,30 @@ mod tests {
             assert_eq!(&*l.department(id).0, want, "{name}");
         }
         assert_eq!(overflow.get_or_create(&[("label", "department")]).get(), 2);
+    }
+
+    #[test]
+    fn names_that_are_the_built_in_values_are_escaped() {
+        let mut settings = Settings::default();
+        settings.departments.insert("7".into(), "other".into());
+        let l = Labeler::new(&settings, Family::default());
+        let cases = [
+            ("id none", "none", "_none"),
+            ("id other", "other", "_other"),
+            ("configured name other", "7", "_other"),
+            ("already escaped", "_none", "__none"),
+            ("twice escaped", "__other", "___other"),
+            ("other case kept", "None", "None"),
+            ("a longer word", "nonesuch", "nonesuch"),
+            ("underscores alone", "__", "__"),
+            ("no department", "", "none"),
+        ];
+        for (name, id, want) in cases {
+            assert_eq!(&*l.department(id).0, want, "{name}");
+        }
+        assert_eq!(&*l.role(Some("none")).0, "_none");
+        assert_eq!(&*l.role(Some("other")).0, "_other");
+        assert_eq!(&*l.role(None).0, "none");
     }
 
     #[test]

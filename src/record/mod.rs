@@ -77,6 +77,11 @@ pub struct Metrics {
     commits: Counter,
     commit_seconds: Histogram,
     stored: Gauge,
+    snapshots: Counter,
+    snapshot_failures: Counter,
+    snapshot_seconds: Gauge<f64, AtomicU64>,
+    snapshot_bytes: Gauge,
+    pruned: Counter,
     labeler: Arc<Labeler>,
     chats: ChatSeries,
     exemplars: bool,
@@ -133,6 +138,11 @@ impl Metrics {
             commits: Counter::default(),
             commit_seconds: Histogram::new(COMMIT_SECONDS_BOUNDS),
             stored: Gauge::default(),
+            snapshots: Counter::default(),
+            snapshot_failures: Counter::default(),
+            snapshot_seconds: Gauge::default(),
+            snapshot_bytes: Gauge::default(),
+            pruned: Counter::default(),
             labeler,
             chats: ChatSeries::new(
                 settings.wait_layout.clone(),
@@ -195,87 +205,109 @@ impl Metrics {
             unanswered,
             series,
             queue: self.live.export(),
-            history: history
-                .entries()
-                .map(|(d, hour, t)| {
-                    (
-                        d.to_owned(),
-                        hour,
-                        HourState {
-                            arrivals: t.arrivals,
-                            answered: t.answered,
-                            abandoned: t.abandoned,
-                            handle_seconds: t.handle_seconds,
-                            queue_seconds: t.queue_seconds,
-                        },
-                    )
-                })
-                .collect(),
+            history: {
+                let mut grouped: Vec<(String, Vec<(i64, HourState)>)> = Vec::new();
+                for (d, hour, t) in history.entries() {
+                    if grouped.last().is_none_or(|(last, _)| last != d) {
+                        grouped.push((d.to_owned(), Vec::new()));
+                    }
+                    if let Some((_, hours)) = grouped.last_mut() {
+                        hours.push((
+                            hour,
+                            HourState {
+                                arrivals: t.arrivals,
+                                answered: t.answered,
+                                abandoned: t.abandoned,
+                                handle_seconds: t.handle_seconds,
+                                queue_seconds: t.queue_seconds,
+                            },
+                        ));
+                    }
+                }
+                grouped
+            },
             history_covered: history.first_hour().zip(history.newest_hour()),
         }
     }
 
-    /// The metrics of a snapshot's state, for `settings` on `clock`. The snapshot must have
-    /// been made under the same settings (its fingerprint); an error says what does not fit.
+    /// The metrics of a snapshot's state, for `settings` on `clock` (see [`Self::restore`]).
     pub fn import(settings: &Settings, clock: Clock, state: &State) -> Result<Self, String> {
         let metrics = Metrics::with_clock(settings, clock);
-        let differences = state.fingerprint.differences(&metrics.fingerprint);
+        metrics.restore(state)?;
+        Ok(metrics)
+    }
+
+    /// Take a snapshot's state. These metrics must not have applied any event yet, and the
+    /// snapshot must have been made under the same settings (its fingerprint). Everything is
+    /// checked before anything changes: on an error, which says what does not fit, the metrics
+    /// are as they were.
+    pub fn restore(&self, state: &State) -> Result<(), String> {
+        let differences = state.fingerprint.differences(&self.fingerprint);
         if !differences.is_empty() {
             return Err(format!(
                 "made under other settings: {}",
                 differences.join(", ")
             ));
         }
+        if self.applied() != 0 {
+            return Err("restored into metrics that applied events already".into());
+        }
         let mut intern = Interner::default();
-        metrics
-            .labeler
+        let mut series = Vec::with_capacity(state.series.len());
+        for s in &state.series {
+            let fits = |family, h| {
+                ChatHistogram::import(self.chats.layout(family), h)
+                    .map_err(|e| format!("series {:?}/{:?}: {e}", s.department, s.role))
+            };
+            series.push((
+                intern.value(&s.department),
+                intern.value(&s.role),
+                fits(chats::ChatFamily::Wait, &s.wait)?,
+                fits(chats::ChatFamily::Duration, &s.duration)?,
+            ));
+        }
+        let queue = self.live.build(&state.queue, &mut intern)?;
+        // Checked: now take it.
+        self.labeler
             .import(&state.departments, &state.roles, &mut intern);
         let (departments, roles) = state.overflow;
         for (label, n) in [("department", departments), ("agent_role", roles)] {
-            metrics
-                .overflow
-                .get_or_create(&[("label", label)])
-                .inc_by(n);
+            self.overflow.get_or_create(&[("label", label)]).inc_by(n);
         }
         for (d, n) in &state.unanswered {
-            metrics
-                .unanswered
+            self.unanswered
                 .get_or_create(&[("department", intern.value(d))])
                 .inc_by(*n);
         }
-        for s in &state.series {
-            let series = metrics
-                .chats
-                .series(intern.value(&s.department), intern.value(&s.role));
+        for (department, role, wait, duration) in series {
+            let series = self.chats.series(department, role);
             let mut series = lock(&series);
-            let wait = chats::ChatFamily::Wait;
-            let duration = chats::ChatFamily::Duration;
-            series.wait = ChatHistogram::import(metrics.chats.layout(wait), &s.wait)
-                .map_err(|e| format!("series {:?}/{:?}: {e}", s.department, s.role))?;
-            series.duration = ChatHistogram::import(metrics.chats.layout(duration), &s.duration)
-                .map_err(|e| format!("series {:?}/{:?}: {e}", s.department, s.role))?;
+            series.wait = wait;
+            series.duration = duration;
         }
-        metrics.live.set_epoch(state.epoch);
-        metrics.live.import(&state.queue, &mut intern)?;
+        self.live.set_epoch(state.epoch);
+        self.live.replace(queue);
         {
-            let mut history = lock(&metrics.history);
-            for (d, hour, t) in &state.history {
-                history.add(
-                    d,
-                    *hour,
-                    &HourTotals {
-                        arrivals: t.arrivals,
-                        answered: t.answered,
-                        abandoned: t.abandoned,
-                        handle_seconds: t.handle_seconds,
-                        queue_seconds: t.queue_seconds,
-                    },
-                );
+            let mut history = lock(&self.history);
+            for (d, hours) in &state.history {
+                for (hour, t) in hours {
+                    history.add(
+                        d,
+                        *hour,
+                        &HourTotals {
+                            arrivals: t.arrivals,
+                            answered: t.answered,
+                            abandoned: t.abandoned,
+                            handle_seconds: t.handle_seconds,
+                            queue_seconds: t.queue_seconds,
+                        },
+                    );
+                }
             }
             history.set_covered(state.history_covered);
         }
-        metrics.applied.store(state.seq, Ordering::Release);
-        Ok(metrics)
+        self.applied.store(state.seq, Ordering::Release);
+        Ok(())
     }
 
     /// The sequence number of the last event applied.
@@ -304,6 +336,37 @@ impl Metrics {
     /// Note events found in the store at start.
     pub fn stored(&self, events: i64) {
         self.stored.inc_by(events);
+    }
+
+    /// Note a snapshot written in `seconds`, `bytes` long.
+    pub fn snapshot_written(&self, seconds: f64, bytes: usize) {
+        self.snapshots.inc();
+        self.snapshot_seconds.set(seconds);
+        self.snapshot_bytes.set(bytes as i64);
+    }
+
+    /// Note a snapshot that could not be written.
+    pub fn snapshot_failed(&self) {
+        self.snapshot_failures.inc();
+    }
+
+    /// Note old events pruned from the store.
+    pub fn pruned(&self, events: u64) {
+        self.pruned.inc_by(events);
+        self.stored.dec_by(events as i64);
+    }
+
+    /// Snapshots written, failed, the last one's seconds and bytes, and events pruned.
+    pub fn snapshot_metrics(
+        &self,
+    ) -> (&Counter, &Counter, &Gauge<f64, AtomicU64>, &Gauge, &Counter) {
+        (
+            &self.snapshots,
+            &self.snapshot_failures,
+            &self.snapshot_seconds,
+            &self.snapshot_bytes,
+            &self.pruned,
+        )
     }
 
     /// Record one admitted event: live, or replayed from the store at start.

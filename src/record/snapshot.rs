@@ -143,8 +143,8 @@ pub struct State {
     pub series: Vec<SeriesState>,
     /// The live queue and the staffing windows.
     pub queue: QueueState,
-    /// The hour-of-week history: (department, hour since the epoch, totals).
-    pub history: Vec<(String, i64, HourState)>,
+    /// The hour-of-week history: per department, its hours (since the epoch) and totals.
+    pub history: Vec<(String, Vec<(i64, HourState)>)>,
     /// The first and last hour the history covers.
     pub history_covered: Option<(i64, i64)>,
 }
@@ -223,8 +223,8 @@ pub struct QueueState {
     pub frontier: f64,
     /// (chat, department, since) of the waiting chats.
     pub waiting: Vec<(String, String, f64)>,
-    /// (chat, when) of the finished chats remembered, oldest first.
-    pub finished: Vec<(String, f64)>,
+    /// (hash of the chat id, when) of the finished chats remembered, oldest first.
+    pub finished: Vec<(u64, f64)>,
     /// Departments seen in the queue or the staffing window.
     pub departments: Vec<String>,
     /// Per-department staffing state.
@@ -287,11 +287,19 @@ pub struct HourState {
     pub queue_seconds: f64,
 }
 
-/// The bytes of a state.
+/// The bytes of a state: the header, then the payload compressed (zlib, fastest level: a state
+/// repeats itself, ids and hours most of all).
 pub fn encode(state: &State) -> Vec<u8> {
+    use std::io::Write as _;
     // A Vec grows as needed: postcard only fails to serialise into one on a serde error of
-    // the types themselves, which plain data cannot raise.
-    let payload = postcard::to_allocvec(state).unwrap_or_default();
+    // the types themselves, which plain data cannot raise; nor does writing into a Vec fail.
+    let plain = postcard::to_allocvec(state).unwrap_or_default();
+    let mut z = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(plain.len() / 4),
+        flate2::Compression::fast(),
+    );
+    let _ = z.write_all(&plain);
+    let payload = z.finish().unwrap_or_default();
     let mut out = Vec::with_capacity(payload.len() + 38);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -317,7 +325,10 @@ pub fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     if Sha256::digest(payload).as_slice() != &bytes[6..header] {
         return Err(SnapshotError::Checksum);
     }
-    postcard::from_bytes(payload).map_err(|e| SnapshotError::Payload(e.to_string()))
+    let mut plain = Vec::with_capacity(payload.len() * 4);
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(payload), &mut plain)
+        .map_err(|e| SnapshotError::Payload(e.to_string()))?;
+    postcard::from_bytes(&plain).map_err(|e| SnapshotError::Payload(e.to_string()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,15 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A free port on the loopback (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A running haproxy.
 pub struct Haproxy {
     child: Child,
@@ -24,7 +33,7 @@ impl Haproxy {
             "haproxy is not installed: apt-get install -y haproxy (scripts/test does it)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let port = crate::common::prometheus::free_port();
+        let port = free_port();
         let servers: String = backends
             .iter()
             .enumerate()

@@ -10,6 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A free port on the loopback (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The superuser's password in every test cluster.
 pub const PASSWORD: &str = "test-only-Pg-password";
 
@@ -130,7 +139,7 @@ impl Postgres {
             dir,
             bin,
             owner,
-            port: crate::common::prometheus::free_port(),
+            port: free_port(),
             settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         pg.resume();

@@ -1,7 +1,9 @@
 //! A real Prometheus server (Debian's package) for end-to-end tests.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A running Prometheus with its own temporary storage.
@@ -11,13 +13,14 @@ pub struct Prometheus {
     _dir: tempfile::TempDir,
 }
 
-/// A free port on the loopback (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The address in Prometheus's `msg="Listening on" address=127.0.0.1:PORT` log line, which gives
+/// the port the server bound (it listens on port 0, so no two tests can race for a port).
+pub fn listening_address(line: &str) -> Option<&str> {
+    if !line.contains("msg=\"Listening on\"") {
+        return None;
+    }
+    let rest = &line[line.find(" address=")? + " address=".len()..];
+    rest.split_whitespace().next()
 }
 
 impl Prometheus {
@@ -43,34 +46,63 @@ impl Prometheus {
         Self::start_binary(Path::new("prometheus"), config_path, dir, flags)
     }
 
-    /// Start a given Prometheus binary (see [`newer_prometheus`]).
+    /// Start a given Prometheus binary (see [`newer_prometheus`]) on an ephemeral port, learn the
+    /// port from its log, and wait until it is ready, failing at once if the process exits.
     pub fn start_binary(
         binary: &Path,
         config_path: &Path,
         dir: tempfile::TempDir,
         flags: &[&str],
     ) -> Prometheus {
-        let port = free_port();
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("tsdb").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start prometheus");
-        let p = Prometheus {
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        // Reads the log to its end, so the pipe never fills; the first listening line goes out.
+        std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = listening_address(&line) {
+                    let _ = tx.send(Ok(address.to_owned()));
+                }
+                log.push(line);
+            }
+            let _ = tx.send(Err(log.join("\n")));
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let address = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(Ok(address)) => address,
+            Ok(Err(log)) => {
+                let _ = child.wait();
+                panic!("prometheus exited before listening:\n{log}");
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("prometheus did not say where it listens");
+            }
+        };
+        let mut p = Prometheus {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{address}"),
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            if let Some(status) = p.child.try_wait().expect("poll prometheus") {
+                panic!("prometheus exited ({status}) before it was ready");
+            }
             if let Ok(r) = super::agent().get(&format!("{}/-/ready", p.base)).call() {
                 if r.status().as_u16() == 200 {
                     return p;
@@ -79,6 +111,15 @@ impl Prometheus {
             assert!(Instant::now() < deadline, "prometheus did not become ready");
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Reload the configuration (needs `--web.enable-lifecycle`).
+    pub fn reload(&self) {
+        let resp = super::agent()
+            .post(&format!("{}/-/reload", self.base))
+            .send(&[][..])
+            .expect("reload");
+        assert_eq!(resp.status().as_u16(), 200, "reload refused");
     }
 
     /// GET an API path with query parameters; the parsed `data` of a successful answer.

@@ -1,4 +1,4 @@
-//! `basic_auth_users`: bcrypt checks, bounded and cached.
+//! `basic_auth_users`: bcrypt checks, bounded, fair between clients, and cached.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,6 +10,7 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
 use super::*;
+use crate::http::serve::Client;
 
 /// The basic-auth users and the cache of successful verifications.
 pub(super) struct BasicAuth {
@@ -21,6 +22,44 @@ pub(super) struct BasicAuth {
     pub(super) cache_mac: Hmac<Sha256>,
     pub(super) cache: Mutex<AuthCache>,
     pub(super) bcrypt_gate: Arc<tokio::sync::Semaphore>,
+    // One check at a time per client address: the gate's queue holds at most one per client.
+    pub(super) lanes: Mutex<HashMap<Client, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A client's place in its lane; the lane is forgotten when its last user leaves.
+pub(super) struct Lane<'a> {
+    lanes: &'a Mutex<HashMap<Client, Arc<tokio::sync::Mutex<()>>>>,
+    client: Client,
+    pub(super) turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Lane<'a> {
+    pub(super) fn join(
+        lanes: &'a Mutex<HashMap<Client, Arc<tokio::sync::Mutex<()>>>>,
+        client: Client,
+    ) -> Self {
+        let turn = lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(client)
+            .or_default()
+            .clone();
+        Lane {
+            lanes,
+            client,
+            turn,
+        }
+    }
+}
+
+impl Drop for Lane<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's handle and this one: nobody else is in the lane.
+        if Arc::strong_count(&self.turn) == 2 {
+            lanes.remove(&self.client);
+        }
+    }
 }
 
 #[derive(Default)]

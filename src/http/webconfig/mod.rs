@@ -31,8 +31,9 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion
 mod basic_auth;
 mod raw;
 
-use self::basic_auth::{AuthCache, BasicAuth, Lookup, PendingVerify, basic_credentials};
+use self::basic_auth::{AuthCache, BasicAuth, Lane, Lookup, PendingVerify, basic_credentials};
 use self::raw::{RawConfig, Validator, is_set};
+use crate::http::serve::Client;
 
 /// Successful basic-auth verifications remembered, so a scrape every 15 s skips bcrypt.
 pub(super) const AUTH_CACHE_CAPACITY: usize = 64;
@@ -253,11 +254,32 @@ impl WebConfig {
 
     /// [`WebConfig::check_basic_auth`] for async callers: a cache miss runs bcrypt on the blocking
     /// thread pool, one at a time, so a password-guessing client can neither stall the runtime
-    /// nor take more than one core.
+    /// nor take more than one core. All callers share one first-come queue: prefer
+    /// [`WebConfig::check_basic_auth_from`], which is fair between clients.
     pub async fn check_basic_auth_async(&self, headers: &HeaderMap) -> BasicAuthOutcome {
+        self.check_basic_auth_from(headers, None).await
+    }
+
+    /// [`WebConfig::check_basic_auth_async`] for a request from `peer`: a remembered credential
+    /// passes at once, without queueing; a cache miss waits for the one bcrypt slot, and each
+    /// client (an IPv4 address or an IPv6 /64) has at most one check queued for it, its others
+    /// waiting their turn behind it. So a flood of wrong passwords from one address delays
+    /// another client's first scrape (after a start, when nothing is remembered yet) by one
+    /// check per flooding client, not by the whole flood. Behind a proxy every request comes
+    /// from the proxy's address and the queue is first come, first served again.
+    pub async fn check_basic_auth_from(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> BasicAuthOutcome {
         let (auth, pending) = match self.lookup(headers) {
             Lookup::Decided(outcome) => return outcome,
             Lookup::NeedsBcrypt(auth, pending) => (auth, pending),
+        };
+        let lane = peer.map(|ip| Lane::join(&auth.lanes, Client::of(ip)));
+        let _turn = match &lane {
+            Some(lane) => Some(lane.turn.lock().await),
+            None => None,
         };
         let Ok(permit) = auth.bcrypt_gate.clone().acquire_owned().await else {
             return BasicAuthOutcome::Denied;

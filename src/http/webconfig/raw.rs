@@ -383,6 +383,7 @@ impl Validator<'_> {
             cache_mac,
             cache: Mutex::new(AuthCache::default()),
             bcrypt_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            lanes: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 }

@@ -395,6 +395,61 @@ async fn async_basic_auth_agrees_with_the_blocking_check() {
     }
 }
 
+#[tokio::test]
+async fn a_check_from_a_client_takes_its_lane_and_leaves_none_behind() {
+    let config = WebConfig::load(&fixture("valid-basic-auth-only.yml")).expect("load");
+    let auth = config.basic_auth.as_ref().expect("users configured");
+    let peers: [std::net::IpAddr; 3] = [
+        "192.0.2.7".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+        "::ffff:192.0.2.7".parse().unwrap(),
+    ];
+    assert_eq!(
+        Client::of(peers[0]),
+        Client::of(peers[2]),
+        "mapped IPv4 is IPv4"
+    );
+    assert_eq!(
+        Client::of(peers[1]),
+        Client::of("2001:db8::ffff:1".parse().unwrap()),
+        "one IPv6 /64 is one client"
+    );
+    for peer in peers {
+        for (headers, expected) in [
+            (basic("scraper", "wrong"), BasicAuthOutcome::Denied),
+            (
+                basic("scraper", SCRAPER_PASSWORD),
+                BasicAuthOutcome::Allowed,
+            ),
+        ] {
+            assert_eq!(
+                config.check_basic_auth_from(&headers, Some(peer)).await,
+                expected
+            );
+        }
+    }
+    assert!(
+        auth.lanes.lock().expect("lock").is_empty(),
+        "the lanes of finished checks are forgotten"
+    );
+    // A check given up while it waits leaves nothing behind either.
+    let gate = auth
+        .bcrypt_gate
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("gate");
+    let other = basic("scraper", "other");
+    let waiting = config.check_basic_auth_from(&other, Some(peers[0]));
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), waiting)
+            .await
+            .is_err()
+    );
+    drop(gate);
+    assert!(auth.lanes.lock().expect("lock").is_empty());
+}
+
 #[test]
 fn basic_auth_is_not_required_without_users() {
     for name in [

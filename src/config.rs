@@ -167,6 +167,25 @@ pub struct RunArgs {
     )]
     pub storage_path: PathBuf,
 
+    /// A PostgreSQL database shared by several replicas instead of the SQLite file
+    /// (`postgres://user:password@host:5432/database?sslmode=verify-full&sslrootcert=ca.pem`).
+    #[arg(
+        long = "storage.url",
+        env = "ACQUIRE_EXPORTER_STORAGE_URL",
+        hide_env_values = true,
+        conflicts_with = "in_memory"
+    )]
+    pub storage_url: Option<String>,
+
+    /// File holding the --storage.url (its first line), so the password stays out of process
+    /// listings.
+    #[arg(
+        long = "storage.url-file",
+        env = "ACQUIRE_EXPORTER_STORAGE_URL_FILE",
+        conflicts_with_all = ["storage_url", "in_memory"]
+    )]
+    pub storage_url_file: Option<PathBuf>,
+
     /// Keep state in memory only: nothing survives a restart.
     #[arg(long = "storage.in-memory", env = "ACQUIRE_EXPORTER_STORAGE_IN_MEMORY")]
     pub in_memory: bool,

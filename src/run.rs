@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 use crate::admit::auth::{self, Secret, SenderAuth};
+use crate::admit::postgres::{Postgres, Target};
 use crate::admit::sqlite::Sqlite;
 use crate::admit::{CommitStats, Engine, Sink, Store};
 use crate::checkpoint::{self, Policy, Worker};
@@ -295,7 +296,7 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         webhook = %args.webhook_path,
         metrics = %args.telemetry_path,
         tls = tls.is_some(),
-        storage = if args.in_memory { "memory".to_owned() } else { args.storage_path.display().to_string() },
+        storage = if args.in_memory { "memory".to_owned() } else if args.storage_url.is_some() || args.storage_url_file.is_some() { "postgres".to_owned() } else { args.storage_path.display().to_string() },
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
@@ -408,13 +409,25 @@ fn load(args: &RunArgs, settings: &Settings, metrics: Arc<Metrics>) -> Result<St
         let metrics = metrics.clone();
         move |stats: CommitStats| metrics.committed(stats.new, stats.seconds)
     };
-    let engine: Arc<dyn Engine> = Arc::new(Sqlite::open(
-        &args.storage_path,
-        args.sync,
-        Box::new(on_commit),
-    )?);
-    let location = args.storage_path.join(crate::admit::sqlite::FILE_NAME);
-    let location = location.display().to_string();
+    let shared = match (&args.storage_url, &args.storage_url_file) {
+        (Some(url), _) => Some(Target::parse(url)?),
+        (None, Some(file)) => Some(Target::from_file(file)?),
+        (None, None) => None,
+    };
+    let (engine, location): (Arc<dyn Engine>, String) = match shared {
+        Some(target) => {
+            let location = target.server().to_owned();
+            (
+                Arc::new(Postgres::open(target, Box::new(on_commit))?),
+                location,
+            )
+        }
+        None => {
+            let engine = Sqlite::open(&args.storage_path, args.sync, Box::new(on_commit))?;
+            let location = args.storage_path.join(crate::admit::sqlite::FILE_NAME);
+            (Arc::new(engine), location.display().to_string())
+        }
+    };
     let loaded = checkpoint::load(&*engine, &metrics, args.rebuild, &location)?;
     metrics.stored(engine.events_held()? as i64);
     let store = Arc::new(Store::resume(engine.clone(), sink, loaded.last)?);

@@ -7,11 +7,14 @@
 //! with its sequence number. Engines:
 //! - [`sqlite`]: the embedded default, one database file, group commits, de-duplication by the
 //!   table's unique key (account, event type, chat id) across restarts;
-//! - [`memory`]: nothing on disk, de-duplication over a window in fixed-size key tables.
+//! - [`memory`]: nothing on disk, de-duplication over a window in fixed-size key tables;
+//! - [`postgres`]: a PostgreSQL database shared by several replicas, each following the shared
+//!   log, so every replica holds the same state.
 
 pub mod auth;
 pub mod memory;
 pub mod normalise;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -89,6 +92,17 @@ pub enum StoreError {
         /// The row's sequence number.
         seq: Seq,
         /// What is wrong with it.
+        problem: String,
+    },
+    /// PostgreSQL failed or cannot be reached.
+    #[error("storage: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The PostgreSQL store `server` (named without its password) cannot be used.
+    #[error("storage {server}: {problem}")]
+    Server {
+        /// Host, port and database.
+        server: String,
+        /// What is wrong.
         problem: String,
     },
     /// The engine is not admitting (not started yet, or shut down).

@@ -3,7 +3,7 @@
 //! exporter (with its Secret's files in place and a real PostgreSQL behind the URL), its
 //! probes answer on the port it names, the Service, the PodDisruptionBudget and the
 //! ServiceMonitor select those pods and that port, and the compose file is accepted by
-//! docker-compose.
+//! docker-compose and hardened as the main stack is.
 
 mod common;
 #[path = "common/postgres.rs"]
@@ -282,7 +282,11 @@ fn the_ha_profiles_balancer_scrapes_and_flags_name_its_two_replicas() {
                 "{name}: {flag} is not a flag"
             );
         }
-        for key in s["environment"].as_mapping().unwrap().keys() {
+        for key in s["environment"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.keys())
+        {
             let key = key.as_str().unwrap();
             assert!(
                 help.contains(&format!("env: {key}")),
@@ -352,4 +356,122 @@ fn the_ha_profiles_balancer_scrapes_and_flags_name_its_two_replicas() {
         "postgres://acquire:{}@postgres:5432/acquire",
         password.trim()
     )));
+}
+
+#[test]
+fn the_ha_profile_is_hardened_as_the_main_stack_is() {
+    let deploy = root().join("deploy");
+    let compose: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(deploy.join("compose-ha.yml")).unwrap())
+            .unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    let named: Vec<&str> = compose["volumes"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let mut published = Vec::new();
+    for (name, s) in services {
+        let name = name.as_str().unwrap();
+        assert_eq!(
+            strings(&s["profiles"]),
+            ["ha"],
+            "{name}: in the ha profile only"
+        );
+        // Every published port on the loopback, as in docker-compose.yml.
+        for p in strings(&s["ports"]) {
+            assert!(
+                p.starts_with("127.0.0.1:") && p.matches(':').count() == 2,
+                "{name}: port {p:?} is not bound to 127.0.0.1"
+            );
+            published.push(name.to_owned());
+        }
+        assert!(s["network_mode"] != "host", "{name}: host networking");
+        // Repository files mounted read-only and present; other volumes declared.
+        for v in strings(&s["volumes"]) {
+            let parts: Vec<&str> = v.split(':').collect();
+            if parts[0].starts_with('.') {
+                let path = deploy.join(parts[0]);
+                assert!(
+                    path.exists(),
+                    "{name}: mounts {}, which is missing",
+                    parts[0]
+                );
+                assert_eq!(
+                    parts.get(2).copied(),
+                    Some("ro"),
+                    "{name}: {v} must be read-only"
+                );
+            } else {
+                assert!(
+                    named.contains(&parts[0]),
+                    "{name}: volume {} is not declared",
+                    parts[0]
+                );
+            }
+        }
+        // Images pinned; the exporters built from the repository's Dockerfile.
+        let image = s["image"].as_str().unwrap_or_default();
+        if s.get("build").is_some() {
+            let context = s["build"]["context"].as_str().expect("a build context");
+            assert!(deploy.join(context).join("Dockerfile").is_file(), "{name}");
+            assert_eq!(image, "acquire-exporter:local");
+        } else {
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+            assert!(
+                tag != "latest" && tag.chars().any(|c| c.is_ascii_digit()),
+                "{name}: image {image:?} is not pinned"
+            );
+        }
+        // A health check in exec form, but for haproxy, whose image has no client and which
+        // checks the replicas itself.
+        if name != "haproxy" {
+            let test = strings(&s["healthcheck"]["test"]);
+            assert_eq!(
+                test.first().map(String::as_str),
+                Some("CMD"),
+                "{name}: {test:?}"
+            );
+        }
+    }
+    assert_eq!(
+        published,
+        ["haproxy", "prometheus-ha"],
+        "only the balancer and Prometheus"
+    );
+    for (name, secret) in compose["secrets"].as_mapping().unwrap() {
+        let file = secret["file"].as_str().unwrap();
+        let file = file
+            .strip_prefix("${ACQUIRE_WEBHOOK_TOKEN_FILE:-")
+            .map(|f| f.trim_end_matches('}'))
+            .unwrap_or(file);
+        assert!(
+            deploy.join(file).is_file(),
+            "secret {name:?}: {file} is missing"
+        );
+    }
+
+    // The replicas run as the main stack's exporter does: read-only, no capabilities, no new
+    // privileges, a scratch /tmp, the token from a file, healthy on /-/healthy, after PostgreSQL.
+    for name in ["exporter-a", "exporter-b"] {
+        let s = &services[name];
+        assert_eq!(s["read_only"], true, "{name}: a read-only root file system");
+        assert_eq!(strings(&s["cap_drop"]), ["ALL"], "{name}");
+        assert!(strings(&s["security_opt"]).contains(&"no-new-privileges:true".to_owned()));
+        assert_eq!(strings(&s["tmpfs"]), ["/tmp"], "{name}");
+        let command = strings(&s["command"]);
+        assert!(command.contains(&"--webhook.token-file=/run/secrets/webhook_token".to_owned()));
+        assert!(command.contains(&"--storage.url-file=/run/secrets/storage-url".to_owned()));
+        assert!(
+            strings(&s["healthcheck"]["test"])
+                .iter()
+                .any(|a| a.contains("http://127.0.0.1:9867/-/healthy")),
+            "{name}"
+        );
+        assert_eq!(s["depends_on"]["postgres"]["condition"], "service_healthy");
+    }
+    assert!(
+        strings(&services["postgres"]["healthcheck"]["test"]).contains(&"pg_isready".to_owned())
+    );
 }

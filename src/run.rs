@@ -340,6 +340,7 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
         store,
         worker,
         loaded,
+        location,
     } = match loading.await {
         Ok(Ok(loaded)) => loaded,
         Ok(Err(e)) => {
@@ -361,7 +362,7 @@ async fn serve(args: RunArgs, prepared: Prepared) -> Result<(), StartError> {
             events = loaded.replayed,
             rebuilt = loaded.rebuilt,
             seconds = loading_started.elapsed().as_secs_f64(),
-            path = %args.storage_path.display(),
+            storage = %location,
             "state loaded"
         ),
         None => tracing::info!(storage = "memory", "state loaded"),
@@ -388,6 +389,8 @@ struct Started {
     store: Arc<Store>,
     worker: Option<Worker>,
     loaded: Option<checkpoint::Loaded>,
+    /// Where the state lives, for the log: the database file, or the server (never a password).
+    location: String,
 }
 
 /// The stored state loaded into `metrics`, admission started, and the snapshot worker for a
@@ -403,6 +406,7 @@ fn load(args: &RunArgs, settings: &Settings, metrics: Arc<Metrics>) -> Result<St
             store: Arc::new(Store::in_memory(args.dedup_window, sink)),
             worker: None,
             loaded: None,
+            location: "memory".to_owned(),
         });
     }
     let on_commit = {
@@ -449,6 +453,7 @@ fn load(args: &RunArgs, settings: &Settings, metrics: Arc<Metrics>) -> Result<St
         store,
         worker: Some(worker),
         loaded: Some(loaded),
+        location,
     })
 }
 

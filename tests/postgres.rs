@@ -665,3 +665,77 @@ fn tls_verify_full_connects_only_to_the_server_its_authority_signed() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pg_hba.conf entry"));
 }
+
+/// The week plan read from the shared store is the one read from a SQLite store that took the
+/// same deliveries; a database without the exporter's schema is refused and left as it was.
+#[test]
+fn the_week_plan_reads_the_shared_store_as_it_reads_a_store_folder() {
+    let server = pg::Postgres::start();
+    server.create_database("acquire");
+    server.create_database("empty");
+    let url = server.url("acquire");
+    let dir = tempfile::tempdir().unwrap();
+    let shared = replica(&url, &[]);
+    let alone = Exporter::spawn(&[&format!("--storage.path={}", dir.path().display())]);
+    for i in 0..40 {
+        // Answered chats of three departments, and a few nobody answered.
+        let wait = if i % 7 == 0 { "null" } else { "30" };
+        let role = (wait != "null").then_some("Operator");
+        // Handled for up to four hours: they arrived over the last few hours.
+        let duration = (200 + (i % 5) * 3600).to_string();
+        let event = close_event(
+            &format!("plan-{i}"),
+            &(i % 3).to_string(),
+            role,
+            wait,
+            &duration,
+        );
+        assert_eq!(shared.post_json(&event).0, 200);
+        assert_eq!(alone.post_json(&event).0, 200);
+    }
+    drop(shared);
+    drop(alone);
+
+    let plan = |source: &str| -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"))
+            .args(["plan", "--format", "json", "--history", source])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Where it was read from, and nothing else, differs.
+        let top = v.as_object_mut().expect("an object");
+        assert!(top.remove("path").is_some() && top.remove("source").is_some());
+        v
+    };
+    let from_postgres = plan(&url);
+    assert_eq!(from_postgres, plan(&dir.path().display().to_string()));
+    let text = from_postgres.to_string();
+    for department in ["\"0\"", "\"1\"", "\"2\""] {
+        assert!(text.contains(department), "{department} is planned: {text}");
+    }
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"))
+        .args(["plan", "--history", &server.url("empty")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds no acquire-exporter store"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(pg::PASSWORD), "no password in {stderr}");
+    assert_eq!(
+        server.count(
+            "empty",
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'acquire%'"
+        ),
+        0,
+        "no schema made"
+    );
+}

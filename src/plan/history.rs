@@ -9,8 +9,9 @@
 //!   who left the page without closing the chat counts as waiting until the chat timed out, so
 //!   the patience estimate runs long. Other events on the way (starts, accepts, messages) are
 //!   skipped and counted.
-//! - the exporter's store folder, or a `postgres://` URL: the store's hour-of-week aggregates
-//!   (recognised here; read by [`HistorySource::load`] once the store keeps them).
+//! - the exporter's store folder (opened read-only) or a `postgres://` URL of the shared store:
+//!   the hour-of-week aggregates the store keeps, from its newest snapshot and the events after
+//!   it. A database without the exporter's schema is refused, not given one.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -23,6 +24,7 @@ use serde_json::{Map, Value, json};
 use super::{Format, PlanArgs, PlanError, Result};
 use crate::admit::Engine;
 use crate::admit::normalise;
+use crate::admit::postgres::{self, Postgres};
 use crate::admit::sqlite::Sqlite;
 use crate::decode;
 use crate::event::ChatKind;
@@ -110,11 +112,18 @@ impl HistorySource {
                 })?;
                 read_store(&engine, &self.shown(), weeks)
             }
-            Self::Postgres(_) => Err(PlanError::Source {
-                path: self.shown(),
-                problem: "this build reads a PostgreSQL store only with the PostgreSQL engine"
-                    .to_owned(),
-            }),
+            Self::Postgres(url) => {
+                let source_error = |problem: String| PlanError::Source {
+                    path: self.shown(),
+                    problem,
+                };
+                let target =
+                    postgres::Target::parse(url).map_err(|e| source_error(e.to_string()))?;
+                holds_a_store(&target).map_err(source_error)?;
+                let engine = Postgres::open(target, Box::new(|_| {}))
+                    .map_err(|e| source_error(e.to_string()))?;
+                read_store(&engine, &self.shown(), weeks)
+            }
         }
     }
 }
@@ -175,6 +184,34 @@ pub fn read_store(engine: &dyn Engine, shown: &str, weeks: u32) -> Result<Loaded
         .map_err(|e| store_error(e.to_string()))?;
     keep_recent(&mut loaded.history, weeks);
     Ok(loaded)
+}
+
+/// Succeeds when the database of `target` holds the exporter's schema: opening the engine on
+/// any other would create it, which a report must not do.
+fn holds_a_store(target: &postgres::Target) -> std::result::Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let (client, connection) = target.connect().await.map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let found = client
+            .query_one("SELECT to_regclass('acquire_meta') IS NOT NULL", &[])
+            .await
+            .map_err(|e| format!("{}: {e}", target.server()))?
+            .get::<_, bool>(0);
+        drop(client);
+        let _ = driver.await;
+        if found {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} holds no acquire-exporter store (no acquire_meta table)",
+                target.server()
+            ))
+        }
+    })
 }
 
 /// `postgres://user:secret@host/db` as `postgres://…@host/db`.

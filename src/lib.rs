@@ -13,6 +13,7 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod expose;
+pub mod healthcheck;
 pub mod http;
 pub mod layout;
 pub mod logthrottle;

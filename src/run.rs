@@ -1,8 +1,7 @@
 //! Start-up: flags and files checked, the store opened and replayed, the server run until a
 //! signal, and the two small subcommands' entry (`plan`, `healthcheck`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
@@ -103,9 +102,20 @@ pub enum Command {
     },
     /// Exit 0 when the exporter at URL answers its health check (for container health checks).
     Healthcheck {
-        /// The health endpoint to ask.
-        #[arg(long, default_value = "http://127.0.0.1:9867/-/healthy")]
+        /// The health endpoint to ask: http:// or https://.
+        #[arg(
+            long,
+            env = "ACQUIRE_EXPORTER_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:9867/-/healthy"
+        )]
         url: String,
+        /// Over HTTPS, trust the authorities of this PEM file instead of the system's.
+        #[arg(long = "ca-file", env = "ACQUIRE_EXPORTER_HEALTHCHECK_CA_FILE")]
+        ca_file: Option<PathBuf>,
+        /// Over HTTPS, check neither the certificate nor its name (still encrypted): for a
+        /// check of 127.0.0.1 whose certificate names the public host.
+        #[arg(long = "insecure-skip-verify")]
+        insecure_skip_verify: bool,
     },
 }
 
@@ -139,7 +149,15 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Healthcheck { url }) => match healthcheck(&url) {
+        Some(Command::Healthcheck {
+            url,
+            ca_file,
+            insecure_skip_verify,
+        }) => match crate::healthcheck::check(&crate::healthcheck::Options {
+            url,
+            ca_file,
+            insecure_skip_verify,
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("unhealthy: {e}");
@@ -455,34 +473,4 @@ fn load(args: &RunArgs, settings: &Settings, metrics: Arc<Metrics>) -> Result<St
         loaded: Some(loaded),
         location,
     })
-}
-
-/// GET `url` (plain http) and succeed on a 2xx answer.
-fn healthcheck(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(host)
-        .map_err(|e| format!("{host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host}: no address"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).map_err(|e| e.to_string())?;
-    match &head[9..10] {
-        b"2" => Ok(()),
-        _ => Err(String::from_utf8_lossy(&head).into_owned()),
-    }
 }

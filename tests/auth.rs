@@ -333,3 +333,78 @@ fn tls_and_basic_auth_together_guard_metrics_over_https_only() {
         "plain HTTP served the metrics"
     );
 }
+
+/// `acquire-exporter healthcheck` with `args` (and `env`): its exit code and what it printed.
+fn healthcheck(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"))
+        .arg("healthcheck")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_container_health_check_speaks_tls_and_verifies_the_certificate() {
+    let config = common::fixtures_dir().join("webconfig/valid-tls.yml");
+    // On every address, so that 127.0.0.2 (a name the certificate does not give) reaches it.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"));
+    command
+        .arg("--web.listen-address=0.0.0.0:0")
+        .arg("--log.format=json")
+        .arg("--storage.in-memory")
+        .arg(format!("--web.config.file={}", config.display()));
+    let exporter = Exporter::start(command);
+    let port = exporter.port();
+    let ca = common::fixtures_dir().join("webconfig/test-only-ca.crt");
+    let ca = format!("--ca-file={}", ca.display());
+    let https = |host: &str| format!("--url=https://{host}:{port}/-/healthy");
+
+    // The certificate names localhost and 127.0.0.1, signed by the test-only authority.
+    for host in ["localhost", "127.0.0.1"] {
+        assert_eq!(
+            healthcheck(&[&https(host), &ca], &[]),
+            (Some(0), String::new())
+        );
+    }
+    // Not signed by an authority the system trusts.
+    let (code, said) = healthcheck(&[&https("localhost")], &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("unhealthy") && said.contains("certificate"),
+        "{said}"
+    );
+    // Signed, but for another name.
+    let (code, said) = healthcheck(&[&https("127.0.0.2"), &ca], &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("certificate"), "{said}");
+    // Encrypted without checks: the usual check of 127.0.0.1 with a certificate for the public
+    // name.
+    assert_eq!(
+        healthcheck(&[&https("127.0.0.2"), "--insecure-skip-verify"], &[]).0,
+        Some(0)
+    );
+    // Plain HTTP gets no answer from a TLS listener.
+    let plain = format!("--url=http://127.0.0.1:{port}/-/healthy");
+    assert_eq!(healthcheck(&[&plain], &[]).0, Some(1));
+    // The URL and the authority from the environment, as a container sets them.
+    let url = format!("https://localhost:{port}/-/healthy");
+    let ca_path = common::fixtures_dir().join("webconfig/test-only-ca.crt");
+    let env = [
+        ("ACQUIRE_EXPORTER_HEALTHCHECK_URL", url.as_str()),
+        (
+            "ACQUIRE_EXPORTER_HEALTHCHECK_CA_FILE",
+            ca_path.to_str().unwrap(),
+        ),
+    ];
+    assert_eq!(healthcheck(&[], &env).0, Some(0));
+    drop(exporter);
+    // Nobody listening.
+    let (code, said) = healthcheck(&[&https("localhost"), &ca], &[]);
+    assert_eq!(code, Some(1));
+    assert!(said.contains("unhealthy"), "{said}");
+}

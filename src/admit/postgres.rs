@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub(crate) use connect::tls_config;
 pub use connect::{Target, Tls};
 pub use schema::SCHEMA_VERSION;
 

@@ -205,7 +205,12 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn tls_config(mode: Tls, root: Option<&str>) -> std::result::Result<ClientConfig, String> {
+/// The client TLS settings of `mode`, trusting `root` (a PEM file, or `system` and `None` for the
+/// system's authorities) where the mode verifies; also what `acquire-exporter healthcheck` uses.
+pub(crate) fn tls_config(
+    mode: Tls,
+    root: Option<&str>,
+) -> std::result::Result<ClientConfig, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use acquire_exporter::config::SyncMode;
-use acquire_exporter::store::{Admission, Sink, Store};
+use acquire_exporter::admit::{Admission, Sink, Store};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// Chat ids never repeat across the whole run, so every admit is a new event.
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-fn next_event() -> acquire_exporter::store::StoredEvent {
+fn next_event() -> acquire_exporter::admit::StoredEvent {
     common::close_event(NEXT.fetch_add(1, Ordering::Relaxed), 1_000)
 }
 

@@ -1,6 +1,6 @@
 //! The floor for `scripts/bench`: the exporter's HTTP stack doing nothing but HTTP.
 //!
-//! Same runtime (tokio multi-thread), same accept loop ([`acquire_exporter::server::serve`]:
+//! Same runtime (tokio multi-thread), same accept loop ([`acquire_exporter::http::serve::serve`]:
 //! hyper 1 HTTP/1.1, keep-alive, header timeout, connection cap), same router (axum) and the
 //! same body read (`Limited` collect, 64 KiB) as the exporter's webhook; then a 200 with a small
 //! JSON body. No decoding, no store, no metrics. The exporter's events/s divided by this
@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use acquire_exporter::server::{self, ServerLimits};
+use acquire_exporter::http::serve::{self as server, ServerLimits};
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};

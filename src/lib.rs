@@ -25,11 +25,3 @@ pub mod staffing;
 pub use crate::http::{AppState, app};
 pub use crate::run::main;
 
-// The modules' earlier paths, for code written against them.
-pub use crate::admit as store;
-pub use crate::admit::auth;
-pub use crate::http as web;
-pub use crate::http::serve as server;
-pub use crate::http::webconfig;
-pub use crate::record::histogram;
-pub use crate::record::queue;

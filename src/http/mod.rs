@@ -1,5 +1,5 @@
 //! HTTP: the routes and what every request shares ([`AppState`]); the webhook receiver
-//! ([`webhook`]), the other pages ([`pages`]) with the shared `/metrics` pages ([`scrape`]), the
+//! ([`mod@webhook`]), the other pages ([`pages`]) with the shared `/metrics` pages ([`scrape`]), the
 //! accept loop with its limits ([`serve`]) and the exporter-toolkit web config for TLS and basic
 //! auth ([`webconfig`]).
 

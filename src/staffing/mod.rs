@@ -190,7 +190,7 @@ pub fn offered_load(arrivals_per_second: f64, handle_time: f64) -> f64 {
 /// NaN for a negative or NaN load; 1 for an infinite one.
 ///
 /// For `agents` ≥ A the recursion may start at n₀ = A − 9·√A instead of 0 (see
-/// [`recursion_start`]), so a large load costs O(√A) steps, not O(A), at full precision.
+/// `recursion_start`), so a large load costs O(√A) steps, not O(A), at full precision.
 pub fn erlang_b(offered_load: f64, agents: u32) -> f64 {
     if offered_load.is_nan() || offered_load < 0.0 {
         return f64::NAN;

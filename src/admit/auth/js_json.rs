@@ -18,7 +18,7 @@
 //!   `123456789012345678901` is `123456789012345680000`; one too large for a double is `null`.
 //!
 //! Anything `JSON.parse` would refuse gives `None` (nothing to compare a signature with), and
-//! so does nesting deeper than [`MAX_DEPTH`], so no body can exhaust the stack.
+//! so does nesting deeper than `MAX_DEPTH`, so no body can exhaust the stack.
 
 use std::collections::HashMap;
 

@@ -75,8 +75,9 @@
     expiring: { window: '1h' },
 
     // Agents seen (distinct agents who accepted or closed a chat in the staffing window) below
-    // the agents the model requires for the SLO's target, for this long.
-    staffing: { 'for': '30m' },
+    // the agents the model requires for the SLO's target, for `for`; below the forecast for the
+    // coming hour, for `forecastFor` (shorter: it warns ahead, while there is time to act).
+    staffing: { 'for': '30m', forecastFor: '15m' },
 
     // Webhook deliveries: refused per event type, unreadable bodies, authentication failures,
     // starts without accepts.

@@ -98,6 +98,8 @@ const ALERTS: &[AlertCheck] = &[
     // Fires once the never-accepted chat expired (checked then).
     fires("AcquireChatsExpiring", "support"),
     fires("AcquireAgentsBelowRequired", "support"),
+    // Department 12's seeded weeks forecast more agents than take its chats.
+    fires("AcquireAgentsBelowForecast", "support"),
     fires("AcquireWebhookRejectionsHigh", "exporter"),
     fires("AcquireWebhookBodiesUnreadable", "exporter"),
     fires("AcquireWebhookAuthFailures", "exporter"),
@@ -547,6 +549,7 @@ fn the_rules_evaluate_on_a_real_prometheus_and_the_alerts_fire_as_documented() {
         "AcquireChatAbandonmentHigh",
         "AcquireOldestWaitingChatTooOld",
         "AcquireAgentsBelowRequired",
+        "AcquireAgentsBelowForecast",
         "AcquireWebhookRejectionsHigh",
         "AcquireWebhookBodiesUnreadable",
         "AcquireWebhookAuthFailures",
@@ -573,6 +576,7 @@ fn the_rules_evaluate_on_a_real_prometheus_and_the_alerts_fire_as_documented() {
             "AcquireOldestWaitingChatTooOld" => assert_eq!(labels["department"], "11", "{labels}"),
             "AcquireWebhookRejectionsHigh" => assert_eq!(labels["event"], "chat_close", "{labels}"),
             "AcquireLabelOverflow" => assert_eq!(labels["label"], "department", "{labels}"),
+            "AcquireAgentsBelowForecast" => assert_eq!(labels["department"], "12", "{labels}"),
             _ => {}
         }
     }

@@ -231,6 +231,24 @@ local p = import '../lib/promql.libsonnet';
               than the staffing model requires for the SLO's target (Erlang A when the exporter has a
               patience estimate, else Erlang C). The target label must be one of `staffing.targets`.
             |||, },
+          alert(
+            'support',
+            'AcquireAgentsBelowForecast',
+            'warning',
+            // A department nobody works in yet (before opening) has no agents-seen series: it
+            // counts as 0.
+            local forecast = '%s{target="%s"}' % [n.agentsForecast, p.target(c.slo.objective, c.slo.thresholdSeconds)];
+            '%s\n> on (%s) group_left ()\n(\n  %s\n  or on (%s)\n  0 * max by (%s) (%s)\n)\n'
+            % [forecast, byDept, n.agentsSeen, byDept, byDept, forecast],
+            'Department {{ $labels.department }} of {{ $labels.job }} has fewer agents than the coming hour needs',
+            'The same hour of the previous weeks says department {{ $labels.department }} of {{ $labels.job }} needs {{ $value | humanize }} agents for {{ $labels.target }} in the coming hour, and fewer are taking chats now.',
+            c.staffing.forecastFor,
+          ) + { help:: |||
+              Fewer agents seen now than the forecast for the coming hour requires (agents required
+              at the same hour of the previous weeks, from the exporter's hour-of-week history): the
+              lead time to call agents in before the demand arrives. Silent without weeks of
+              history. The target label must be one of `staffing.targets`.
+            |||, },
         ],
       },
       {

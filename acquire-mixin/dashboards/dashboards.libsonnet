@@ -338,6 +338,20 @@ local g = import 'panels.libsonnet';
             ],
             link('staffing', 'staffing'),
           ) + { fieldConfig+: { overrides+: [{ matcher: { id: 'byFrameRefID', options: 'A' }, properties: [{ id: 'unit', value: 'short' }] }] } }],
+          [24, 8, g.timeseries(
+            'Week plan: agents each hour needs',
+            "The last 7 days, hour by hour, whatever the dashboard's range: the agents each hour needed by the forecast (the same hour of the previous 4 weeks, as the exporter forecast it an hour ahead; the cells of `acquire-exporter plan --history`), against the most agents seen in that hour. Weeks repeat: this is next week's roster by the history, Monday 9-10 where last Monday 9-10 is.",
+            'short',
+            [
+              g.target('forecast', 'max by (department, target) (%s)' % dedup('max_over_time(acquire_agents_forecast{%s}[1h])' % fd), 'forecast {{department}} ({{target}})'),
+              g.target('seen', 'max by (department) (%s)' % dedup('max_over_time(acquire_agents_seen{%s}[1h])' % fd), 'seen {{department}}'),
+            ],
+            link('acquireagentsbelowforecast', 'AcquireAgentsBelowForecast'),
+          ) + {
+            timeFrom: '7d',
+            interval: '1h',
+            fieldConfig+: { defaults+: { custom+: { drawStyle: 'bars', fillOpacity: 40 } } },
+          }],
         ],
       },
       {

@@ -43,6 +43,10 @@ struct Args {
     /// Record the database size every this many events.
     #[arg(long, default_value_t = 0)]
     curve_every: u64,
+    /// The newest this many events are written after the last snapshot, as a running exporter
+    /// leaves up to `--storage.snapshot-every` events to replay.
+    #[arg(long, default_value_t = 0)]
+    tail: u64,
 }
 
 const ROLES: [&str; 5] = [
@@ -127,6 +131,9 @@ fn main() {
                 t.await.expect("writer");
             }
             written = upto;
+            if written > args.events.saturating_sub(args.tail) {
+                continue;
+            }
             // The snapshot and the pruning the worker would make, on the generated time.
             let last = engine.last_seq().expect("last");
             let snapshot = engine.clone();

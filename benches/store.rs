@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use acquire_exporter::config::SyncMode;
 use acquire_exporter::admit::{Admission, Sink, Store};
+use acquire_exporter::config::SyncMode;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// Chat ids never repeat across the whole run, so every admit is a new event.

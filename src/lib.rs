@@ -24,4 +24,3 @@ pub mod staffing;
 
 pub use crate::http::{AppState, app};
 pub use crate::run::main;
-

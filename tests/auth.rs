@@ -352,13 +352,13 @@ fn healthcheck(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
 fn the_container_health_check_speaks_tls_and_verifies_the_certificate() {
     let config = common::fixtures_dir().join("webconfig/valid-tls.yml");
     // On every address, so that 127.0.0.2 (a name the certificate does not give) reaches it.
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"));
-    command
-        .arg("--web.listen-address=0.0.0.0:0")
-        .arg("--log.format=json")
-        .arg("--storage.in-memory")
-        .arg(format!("--web.config.file={}", config.display()));
-    let exporter = Exporter::start(command);
+    let exporter = Exporter::spawn_on(
+        "0.0.0.0:0",
+        &[
+            "--storage.in-memory",
+            &format!("--web.config.file={}", config.display()),
+        ],
+    );
     let port = exporter.port();
     let ca = common::fixtures_dir().join("webconfig/test-only-ca.crt");
     let ca = format!("--ca-file={}", ca.display());

@@ -123,26 +123,7 @@ fn substitute(expr: &str, instance: &str, min_interval: Option<&str>) -> String 
             other => panic!("unknown variable ${other} in {expr}"),
         }
     };
-    let mut out = String::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, len) = if let Some(braced) = after.strip_prefix('{') {
-            let end = braced.find('}').expect("closing brace");
-            (braced[..end].split(':').next().unwrap(), end + 2)
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], end)
-        };
-        assert!(!name.is_empty(), "a lone $ in {expr}");
-        out.push_str(&value_of(name));
-        rest = &after[len..];
-    }
-    out.push_str(rest);
-    out
+    kit::substitute_with(expr, value_of)
 }
 
 // -------------------------------------------------------------------------------------------

@@ -24,18 +24,7 @@ fn replica_on(addr: &str, url: &str, extra: &[&str]) -> Exporter {
     let flag = format!("--storage.url={url}");
     let mut args = vec![flag.as_str()];
     args.extend_from_slice(extra);
-    spawn_on(addr, &args)
-}
-
-/// The exporter listening on `addr` (a fixed address, so that a restarted replica is the same
-/// Prometheus target).
-fn spawn_on(addr: &str, args: &[&str]) -> Exporter {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"));
-    command
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--log.format=json")
-        .args(args);
-    Exporter::start(command)
+    Exporter::spawn_on(addr, &args)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {

@@ -6,6 +6,7 @@
 mod common;
 #[path = "common/haproxy.rs"]
 mod haproxy;
+mod kit;
 #[path = "common/postgres.rs"]
 mod pg;
 
@@ -18,17 +19,6 @@ use common::Exporter;
 use common::prometheus::Prometheus;
 use pg::free_port;
 use serde_json::Value;
-
-/// The exporter listening on `addr` (a fixed address, so that a restarted replica is the same
-/// Prometheus target).
-fn spawn_on(addr: &str, args: &[&str]) -> Exporter {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_acquire-exporter"));
-    command
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--log.format=json")
-        .args(args);
-    Exporter::start(command)
-}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -109,25 +99,7 @@ fn substitute(expr: &str) -> String {
             other => panic!("unknown variable ${other} in {expr}"),
         }
     };
-    let mut out = String::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, len) = if let Some(braced) = after.strip_prefix('{') {
-            let end = braced.find('}').expect("closing brace");
-            (braced[..end].split(':').next().unwrap(), end + 2)
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], end)
-        };
-        out.push_str(&value_of(name));
-        rest = &after[len..];
-    }
-    out.push_str(rest);
-    out
+    kit::substitute_with(expr, value_of)
 }
 
 /// A result as label sets (without the replica labels) to values.
@@ -297,8 +269,8 @@ fn every_dashboard_query_and_rule_gives_two_replicas_behind_haproxy_the_numbers_
     let url = format!("--storage.url={}", server.url("ha"));
     let store = tempfile::tempdir().unwrap();
     let alone = Exporter::spawn(&[&format!("--storage.path={}", store.path().display())]);
-    let a = spawn_on(&format!("127.0.0.1:{}", free_port()), &[&url]);
-    let b = spawn_on(&format!("127.0.0.1:{}", free_port()), &[&url]);
+    let a = Exporter::spawn_on(&format!("127.0.0.1:{}", free_port()), &[&url]);
+    let b = Exporter::spawn_on(&format!("127.0.0.1:{}", free_port()), &[&url]);
     let addr = |e: &Exporter| e.base.trim_start_matches("http://").to_owned();
     let (addr_a, addr_b) = (addr(&a), addr(&b));
     let balancer = haproxy::Haproxy::start(&[&addr_a, &addr_b]);

@@ -14,12 +14,12 @@ mod common;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use acquire_exporter::admit::Store;
 use acquire_exporter::admit::auth::SenderAuth;
 use acquire_exporter::config::Settings;
 use acquire_exporter::decode::{ChatClosed, Event, decode};
 use acquire_exporter::expose::{Exposition, Format};
 use acquire_exporter::record::Metrics;
-use acquire_exporter::admit::Store;
 use acquire_exporter::{AppState, app};
 use axum::body::Body;
 use axum::http::Request;

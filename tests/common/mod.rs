@@ -42,12 +42,27 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// The exporter binary with `args`, an ephemeral listen address and JSON logs.
 pub fn exporter_command(args: &[&str]) -> Command {
+    exporter_command_on("127.0.0.1:0", args)
+}
+
+/// The exporter binary with `args` and JSON logs, listening on `addr`.
+pub fn exporter_command_on(addr: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_acquire-exporter"));
     command
-        .arg("--web.listen-address=127.0.0.1:0")
+        .arg(format!("--web.listen-address={addr}"))
         .arg("--log.format=json")
         .args(args);
     command
+}
+
+/// A free port on the loopback (bound and released), for a server that must keep its address
+/// across restarts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Exporter {
@@ -55,6 +70,12 @@ impl Exporter {
     /// until it listens.
     pub fn spawn(args: &[&str]) -> Exporter {
         Self::start(exporter_command(args))
+    }
+
+    /// Start the binary with `args` listening on `addr` (a fixed address, so that a restarted
+    /// exporter is the same Prometheus target; or every address) and wait until it listens.
+    pub fn spawn_on(addr: &str, args: &[&str]) -> Exporter {
+        Self::start(exporter_command_on(addr, args))
     }
 
     /// Start the binary with SIGXFSZ ignored, as `sh -c 'trap "" XFSZ; exec ...'` does: a write

@@ -533,38 +533,6 @@ fn storage_sync_full_keeps_every_acknowledged_event_across_kill_9() {
 }
 
 #[test]
-fn a_changed_bucket_layout_applies_to_stored_events_on_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = durable(dir.path(), &[]);
-    for (i, wait) in ["3", "40", "700"].iter().enumerate() {
-        post(
-            &exporter,
-            &close_event(&i.to_string(), "", Some("Operator"), wait, "60"),
-        );
-    }
-    assert_eq!(exporter.terminate(), Some(0));
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, "buckets:\n  wait_time: [10, 100]\n").unwrap();
-    let exporter = durable(
-        dir.path(),
-        &[&format!("--config.file={}", config.display())],
-    );
-    let m = exporter.metrics();
-    let bucket = |le: &str| {
-        sample(
-            &m,
-            &format!(
-                r#"acquire_chat_wait_time_seconds_bucket{{agent_role="operator",department="none",le="{le}"}}"#
-            ),
-        )
-    };
-    assert_eq!(bucket("10"), Some(1.0));
-    assert_eq!(bucket("100"), Some(2.0));
-    assert_eq!(bucket("+Inf"), Some(3.0));
-    assert_eq!(bucket("60"), None, "the old bounds are gone");
-}
-
-#[test]
 fn the_live_queue_follows_start_accept_close_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let exporter = durable(dir.path(), &[]);

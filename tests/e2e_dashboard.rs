@@ -743,19 +743,6 @@ fn summary_count(out: &str, key: &str) -> f64 {
     rest.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// The sum of every sample of `family` whose labels contain all of `labels` on a metrics page.
-fn total(metrics: &str, family: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(family)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-        })
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 const WAIT_BUCKETS: [f64; 11] = [
     5.0, 10.0, 20.0, 25.0, 40.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
 ];
@@ -1051,7 +1038,7 @@ fn every_panel_shows_finite_values_consistent_with_what_was_posted() {
     // The service level and the unanswered share over the range, against the exporter's totals
     // less the seeded history (counted before the first scrape, so in no rate).
     let posted = |name: &str, matchers: &[&str]| {
-        total(&metrics, name, matchers) - total(&seeded, name, matchers)
+        common::total(&metrics, name, matchers) - common::total(&seeded, name, matchers)
     };
     let answered = posted("acquire_chat_wait_time_seconds_count", &[]);
     let within = posted("acquire_chat_wait_time_seconds_bucket", &["le=\"60\""]);
@@ -1138,7 +1125,7 @@ fn every_panel_shows_finite_values_consistent_with_what_was_posted() {
     for (_, v) in values("Expired chats per hour", "A") {
         assert!(v >= 0.0, "{v}");
     }
-    let expired = total(
+    let expired = common::total(
         &metrics,
         "acquire_chats_expired_total",
         &["department=\"99\""],

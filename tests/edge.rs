@@ -11,18 +11,6 @@ use std::time::Duration;
 
 use common::{Exporter, close_event, sample};
 
-/// The sum of every sample of `name` (all label sets).
-fn total(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Once the server side holds no connection of the test's senders (each is served or dropped),
 /// one more delivery is committed after every event they queued: its answer fences them all.
 fn settled(exporter: &mut Exporter) -> String {
@@ -66,7 +54,7 @@ fn a_committed_event_is_counted_when_its_sender_hangs_up() {
     }
     let live = settled(&mut exporter);
     let stored = sample(&live, "acquire_exporter_storage_events").expect("storage events");
-    let live_count = total(&live, "acquire_chat_wait_time_seconds_count");
+    let live_count = common::total(&live, "acquire_chat_wait_time_seconds_count", &[]);
     assert!(stored > 0.0, "some deliveries were committed");
     assert_eq!(
         live_count, stored,
@@ -77,7 +65,7 @@ fn a_committed_event_is_counted_when_its_sender_hangs_up() {
     let restarted = Exporter::spawn(&[&storage]);
     let rebuilt = restarted.metrics();
     assert_eq!(
-        total(&rebuilt, "acquire_chat_wait_time_seconds_count"),
+        common::total(&rebuilt, "acquire_chat_wait_time_seconds_count", &[]),
         live_count,
         "a restart shows what the live metrics showed"
     );

@@ -110,17 +110,6 @@ fn generate(dir: &Path, n: usize, series: usize, age: Duration) {
     });
 }
 
-fn total(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn database(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("acquire-exporter.sqlite")).expect("open the database")
 }
@@ -206,7 +195,10 @@ fn the_listener_answers_503_until_the_state_is_loaded() {
     let (status, _) = common::post(&format!("{base}/webhook"), "application/json", &body);
     assert_eq!(status, 200, "the sender's retry is taken once loaded");
     let page = get(&format!("{base}/metrics")).1;
-    assert_eq!(total(&page, "acquire_chat_wait_time_seconds_count"), 1.0);
+    assert_eq!(
+        common::total(&page, "acquire_chat_wait_time_seconds_count", &[]),
+        1.0
+    );
     assert_eq!(
         sample(
             &page,
@@ -230,7 +222,10 @@ fn pruned_events_never_lower_a_counter_and_a_restart_keeps_them_from_the_snapsho
     let exporter = durable(dir.path(), &flags);
     post_closes(&exporter, 0, 60);
     let before = exporter.metrics();
-    assert_eq!(total(&before, "acquire_chat_wait_time_seconds_count"), 60.0);
+    assert_eq!(
+        common::total(&before, "acquire_chat_wait_time_seconds_count", &[]),
+        60.0
+    );
     // Older than the retention and covered by a snapshot: pruned.
     std::thread::sleep(Duration::from_secs(3));
     post_closes(&exporter, 60, 20);
@@ -247,7 +242,10 @@ fn pruned_events_never_lower_a_counter_and_a_restart_keeps_them_from_the_snapsho
         "{} events left",
         events(dir.path())
     );
-    assert_eq!(total(&after, "acquire_chat_wait_time_seconds_count"), 80.0);
+    assert_eq!(
+        common::total(&after, "acquire_chat_wait_time_seconds_count", &[]),
+        80.0
+    );
     assert_eq!(
         sample(&after, "acquire_exporter_storage_events"),
         Some(events(dir.path()) as f64),
@@ -301,7 +299,11 @@ fn an_unreadable_snapshot_stops_the_start_naming_the_file_and_the_way_out() {
     // The store is as it was: the same start fails the same way; a rebuild starts.
     let rebuilt = durable(dir.path(), &["--storage.rebuild"]);
     assert_eq!(
-        total(&rebuilt.metrics(), "acquire_chat_wait_time_seconds_count"),
+        common::total(
+            &rebuilt.metrics(),
+            "acquire_chat_wait_time_seconds_count",
+            &[]
+        ),
         10.0,
         "rebuilt from the retained events"
     );
@@ -399,7 +401,11 @@ fn a_kill_during_snapshots_loses_no_acknowledged_chat() {
     );
     let exporter = durable(dir.path(), &flags);
     assert_eq!(
-        total(&exporter.metrics(), "acquire_chat_wait_time_seconds_count"),
+        common::total(
+            &exporter.metrics(),
+            "acquire_chat_wait_time_seconds_count",
+            &[]
+        ),
         acknowledged as f64
     );
     // Every acknowledged chat was stored: its retry is a duplicate.
@@ -438,7 +444,11 @@ fn a_kill_during_pruning_loses_no_count_and_pruning_resumes() {
     );
     let exporter = durable(dir.path(), &flags);
     assert_eq!(
-        total(&exporter.metrics(), "acquire_chat_wait_time_seconds_count"),
+        common::total(
+            &exporter.metrics(),
+            "acquire_chat_wait_time_seconds_count",
+            &[]
+        ),
         100_000.0,
         "the snapshot kept what the pruned events added"
     );
@@ -446,7 +456,11 @@ fn a_kill_during_pruning_loses_no_count_and_pruning_resumes() {
     post_closes(&exporter, 0, 1);
     wait_until("pruning resumed to the end", || events(dir.path()) <= 2);
     assert_eq!(
-        total(&exporter.metrics(), "acquire_chat_wait_time_seconds_count"),
+        common::total(
+            &exporter.metrics(),
+            "acquire_chat_wait_time_seconds_count",
+            &[]
+        ),
         100_001.0
     );
 }

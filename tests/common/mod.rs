@@ -429,6 +429,20 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The sum of every sample of the family `name` (any label set) whose line contains each of
+/// `labels` (e.g. `le="60"`).
+pub fn total(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Every sample line of the chat histograms, for before/after comparisons.
 pub fn histogram_lines(metrics: &str) -> Vec<String> {
     metrics

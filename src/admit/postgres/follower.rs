@@ -159,6 +159,9 @@ pub async fn run(
         if !shared.follower_up.swap(true, Ordering::Relaxed) {
             tracing::info!(from = last, "following the shared log");
         }
+        // Read the log at once after a (re)connection, then when woken or at the poll.
+        let mut due = true;
+        let mut poll = tokio::time::Instant::now();
         loop {
             if let Some(batch) = pending.take().or_else(|| own.try_recv().ok()) {
                 // What the others committed before this batch, then the batch.
@@ -181,20 +184,26 @@ pub async fn run(
                 shared.applied.send_replace(last);
                 continue;
             }
-            if read(&client, &follow, &between, &sink, &mut last, None)
-                .await
-                .is_err()
-            {
-                break;
+            // After its own batches the follower reads only when woken: what the others commit
+            // after them comes with their notifications (or the poll).
+            if due || tokio::time::Instant::now() >= poll {
+                if read(&client, &follow, &between, &sink, &mut last, None)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                shared.applied.send_replace(last);
+                due = false;
+                poll = tokio::time::Instant::now() + POLL;
             }
-            shared.applied.send_replace(last);
             tokio::select! {
-                _ = wake.notified() => {}
+                _ = wake.notified() => due = true,
                 batch = own.recv(), if !writer_gone => match batch {
                     Some(batch) => pending = Some(batch),
                     None => writer_gone = true,
                 },
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep_until(poll) => due = true,
                 _ = closed.notified() => break,
             }
         }

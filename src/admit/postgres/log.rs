@@ -1,6 +1,7 @@
 //! The shared event log: one group commit of a batch, and the ordered read of what follows a
 //! sequence number.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use tokio_postgres::{Client, Row, Statement};
@@ -9,18 +10,31 @@ use super::schema::{CHANNEL, LOCK_CLASS, LOCK_LOG};
 use crate::admit::sqlite::kind_code;
 use crate::event::{Admitted, ChatEvent, ChatKind, Seq};
 
-/// The append of one batch: distinct keys in the batch's order, conflicts skipped, the new rows'
-/// keys and numbers returned.
-pub const INSERT: &str = "
-    INSERT INTO acquire_events (account_id, kind, chat_id, received_ms, department_id,
-                                agent_role, agent_id, wait_seconds, duration_seconds)
-    SELECT a, k, c, r, d, ro, ag, w, du
-    FROM unnest($1::text[], $2::int2[], $3::text[], $4::int8[], $5::text[], $6::text[],
-                $7::text[], $8::float8[], $9::float8[])
-         WITH ORDINALITY AS u(a, k, c, r, d, ro, ag, w, du, i)
-    ORDER BY i
-    ON CONFLICT ON CONSTRAINT acquire_events_key DO NOTHING
-    RETURNING seq, account_id, kind, chat_id";
+/// The append of one batch, one statement in a transaction of its own (one round trip): it takes
+/// the log's lock (the `log_lock` scan runs before the sort above it hands the insert its first
+/// row, so before the first number is drawn), inserts the distinct keys in the batch's order with
+/// conflicts skipped, notifies the other replicas when it added a row (`$11`: this replica's
+/// name), and returns the new rows' keys and numbers. The lock is released by the commit, after
+/// the rows became visible; the server answers only after the commit.
+pub fn insert() -> String {
+    format!(
+        "
+    WITH log_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({LOCK_CLASS}, {LOCK_LOG})),
+    added AS (
+        INSERT INTO acquire_events (account_id, kind, chat_id, received_ms, department_id,
+                                    agent_role, agent_id, wait_seconds, duration_seconds)
+        SELECT a, k, c, r, d, ro, ag, w, du
+        FROM log_lock,
+             unnest($1::text[], $2::int2[], $3::text[], $4::int8[], $5::text[], $6::text[],
+                    $7::text[], $8::float8[], $9::float8[])
+             WITH ORDINALITY AS u(a, k, c, r, d, ro, ag, w, du, i)
+        ORDER BY i
+        ON CONFLICT ON CONSTRAINT acquire_events_key DO NOTHING
+        RETURNING seq, account_id, kind, chat_id),
+    wake AS MATERIALIZED (SELECT pg_notify('{CHANNEL}', $10) FROM added LIMIT 1)
+    SELECT seq, account_id, kind, chat_id FROM added, wake"
+    )
+}
 
 /// A page of the log after a sequence number, in order.
 pub const FOLLOW: &str = "
@@ -39,7 +53,7 @@ pub const PAGE: i64 = 5000;
 
 /// PostgreSQL text cannot hold NUL; a NUL in an id becomes U+FFFD, the same way on every
 /// replica, so the key stays the same for every delivery of the event.
-fn text(s: &str) -> std::borrow::Cow<'_, str> {
+fn text(s: &str) -> Cow<'_, str> {
     if s.contains('\0') {
         s.replace('\0', "\u{FFFD}").into()
     } else {
@@ -47,7 +61,7 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn opt_text(s: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
+fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(text)
 }
 
@@ -55,74 +69,59 @@ fn opt_text(s: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
 /// records what every other replica reads.
 pub fn as_stored(e: &mut ChatEvent) {
     for s in [&mut e.account_id, &mut e.chat_id, &mut e.department_id] {
-        if let std::borrow::Cow::Owned(t) = text(s) {
+        if let Cow::Owned(t) = text(s) {
             *s = t;
         }
     }
     for s in [&mut e.agent_role, &mut e.agent_id].into_iter().flatten() {
-        if let std::borrow::Cow::Owned(t) = text(s) {
+        if let Cow::Owned(t) = text(s) {
             *s = t;
         }
     }
 }
 
-/// Append the batch in one transaction that holds the log's lock from before its first
-/// sequence number is drawn until its commit: `Some(seq)` for each new event, `None` for a
-/// duplicate (of an event stored before, or of an earlier delivery in the same batch). The
-/// commit notifies the other replicas, naming this one (`replica`). When it returns, every row
-/// numbered below the batch's is committed and visible: their transactions held the lock first.
+/// An event's key in the log: (account, event type, chat id), as stored.
+type Key<'a> = (Cow<'a, str>, i16, Cow<'a, str>);
+
+fn key(e: &ChatEvent) -> Key<'_> {
+    (
+        text(&e.account_id),
+        kind_code(e.kind) as i16,
+        text(&e.chat_id),
+    )
+}
+
+/// Append the batch with [`insert`] (one round trip, its own transaction, holding the log's
+/// lock from before its first sequence number is drawn until its commit): `Some(seq)` for each
+/// new event, `None` for a duplicate (of an event stored before, or of an earlier delivery in the
+/// same batch). The commit notifies the other replicas, naming this one (`replica`). It returns
+/// only once the server has committed, and then every row numbered below the batch's is committed
+/// and visible: their transactions held the lock first.
 pub async fn commit(
     client: &Client,
     insert: &Statement,
     batch: &[&ChatEvent],
-    replica: u64,
+    replica: &str,
 ) -> Result<Vec<Option<Seq>>, tokio_postgres::Error> {
-    let mut first: HashMap<(std::borrow::Cow<'_, str>, i16, std::borrow::Cow<'_, str>), usize> =
-        HashMap::with_capacity(batch.len());
+    let mut first: HashMap<Key<'_>, usize> = HashMap::with_capacity(batch.len());
     let mut distinct = Vec::with_capacity(batch.len());
     for (i, e) in batch.iter().enumerate() {
-        let key = (
-            text(&e.account_id),
-            kind_code(e.kind) as i16,
-            text(&e.chat_id),
-        );
-        first.entry(key).or_insert_with(|| {
-            distinct.push(i);
+        first.entry(key(e)).or_insert_with(|| {
+            distinct.push(batch[i]);
             i
         });
     }
-    let pick = |f: &dyn Fn(&ChatEvent) -> std::borrow::Cow<'_, str>| -> Vec<String> {
-        distinct.iter().map(|&i| f(batch[i]).into_owned()).collect()
-    };
-    let accounts = pick(&|e| text(&e.account_id));
-    let chats = pick(&|e| text(&e.chat_id));
-    let departments = pick(&|e| text(&e.department_id));
-    let kinds: Vec<i16> = distinct
-        .iter()
-        .map(|&i| kind_code(batch[i].kind) as i16)
-        .collect();
-    let received: Vec<i64> = distinct.iter().map(|&i| batch[i].received_ms).collect();
-    let roles: Vec<Option<String>> = distinct
-        .iter()
-        .map(|&i| opt_text(&batch[i].agent_role).map(|s| s.into_owned()))
-        .collect();
-    let agents: Vec<Option<String>> = distinct
-        .iter()
-        .map(|&i| opt_text(&batch[i].agent_id).map(|s| s.into_owned()))
-        .collect();
-    let waits: Vec<Option<f64>> = distinct.iter().map(|&i| batch[i].wait_seconds).collect();
-    let durations: Vec<Option<f64>> = distinct
-        .iter()
-        .map(|&i| batch[i].duration_seconds)
-        .collect();
-
-    // One round trip opens the transaction and takes the lock; the lock is released by the
-    // commit, after the rows became visible.
-    client
-        .batch_execute(&format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({LOCK_CLASS}, {LOCK_LOG})"
-        ))
-        .await?;
+    let accounts: Vec<Cow<'_, str>> = distinct.iter().map(|e| text(&e.account_id)).collect();
+    let kinds: Vec<i16> = distinct.iter().map(|e| kind_code(e.kind) as i16).collect();
+    let chats: Vec<Cow<'_, str>> = distinct.iter().map(|e| text(&e.chat_id)).collect();
+    let received: Vec<i64> = distinct.iter().map(|e| e.received_ms).collect();
+    let departments: Vec<Cow<'_, str>> = distinct.iter().map(|e| text(&e.department_id)).collect();
+    let roles: Vec<Option<Cow<'_, str>>> =
+        distinct.iter().map(|e| opt_text(&e.agent_role)).collect();
+    let agents: Vec<Option<Cow<'_, str>>> =
+        distinct.iter().map(|e| opt_text(&e.agent_id)).collect();
+    let waits: Vec<Option<f64>> = distinct.iter().map(|e| e.wait_seconds).collect();
+    let durations: Vec<Option<f64>> = distinct.iter().map(|e| e.duration_seconds).collect();
     let rows = client
         .query(
             insert,
@@ -136,42 +135,27 @@ pub async fn commit(
                 &agents,
                 &waits,
                 &durations,
+                &replica,
             ],
         )
-        .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-    };
-    if !rows.is_empty() {
-        client
-            .batch_execute(&format!("NOTIFY {CHANNEL}, '{replica}'; COMMIT"))
-            .await?;
-    } else {
-        client.batch_execute("COMMIT").await?;
-    }
-    let mut seqs: HashMap<(String, i16, String), Seq> = HashMap::with_capacity(rows.len());
+        .await?;
+    let mut seqs: HashMap<Key<'_>, Seq> = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let seq: i64 = row.get(0);
-        seqs.insert((row.get(1), row.get(2), row.get(3)), seq as Seq);
+        let seq: i64 = row.try_get(0)?;
+        let account: &str = row.try_get(1)?;
+        let kind: i16 = row.try_get(2)?;
+        let chat: &str = row.try_get(3)?;
+        seqs.insert((account.into(), kind, chat.into()), seq as Seq);
     }
     Ok(batch
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let key = (
-                text(&e.account_id),
-                kind_code(e.kind) as i16,
-                text(&e.chat_id),
-            );
+            let key = key(e);
             if first.get(&key) != Some(&i) {
                 return None;
             }
-            seqs.get(&(key.0.into_owned(), key.1, key.2.into_owned()))
-                .copied()
+            seqs.get(&key).copied()
         })
         .collect())
 }

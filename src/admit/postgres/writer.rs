@@ -61,7 +61,7 @@ async fn connect(shared: &Shared) -> Result<Conn> {
         }
         ended.notify_one();
     });
-    let insert = client.prepare(log::INSERT).await?;
+    let insert = client.prepare(&log::insert()).await?;
     Ok(Conn {
         client,
         insert,
@@ -79,12 +79,13 @@ pub async fn run(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     tokio::spawn(dispatch(shared.clone(), done_rx));
     let mut w = Writer {
-        shared,
+        shared: shared.clone(),
         conn: None,
         backoff: Backoff::default(),
         on_commit,
         done: done_tx,
         own,
+        replica: shared.replica.to_string(),
     };
     let mut batch: Vec<(ChatEvent, Reply)> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = None;
@@ -155,6 +156,8 @@ struct Writer {
     done: mpsc::UnboundedSender<Done>,
     /// This replica's new events, to its follower.
     own: mpsc::UnboundedSender<follower::Own>,
+    /// This replica's name in its notifications.
+    replica: String,
 }
 
 impl Writer {
@@ -211,7 +214,7 @@ impl Writer {
         let started = Instant::now();
         let outcome = tokio::time::timeout(
             COMMIT_TIMEOUT,
-            log::commit(&conn.client, &conn.insert, &events, self.shared.replica),
+            log::commit(&conn.client, &conn.insert, &events, &self.replica),
         )
         .await;
         let seconds = started.elapsed().as_secs_f64();

@@ -1,6 +1,6 @@
 //! The shared engine: one PostgreSQL database, several replicas. Each replica appends the
-//! deliveries it receives to the shared log in group commits ([`writer`]) and follows the whole
-//! log in sequence order ([`follower`]), handing every event, whichever replica admitted it, to
+//! deliveries it receives to the shared log in group commits (`writer`) and follows the whole
+//! log in sequence order (`follower`), handing every event, whichever replica admitted it, to
 //! its sink: every replica holds the same state.
 //!
 //! - Exactly once: the log's unique key (account, event type, chat id) with `ON CONFLICT DO
@@ -8,7 +8,7 @@
 //!   answers `duplicate`.
 //! - In order: every append holds a transaction-level advisory lock from before it draws its
 //!   first sequence number until its commit, so the log's rows become visible in the order of
-//!   their numbers and a follower reading `seq > last` never skips one (docs/postgres.md).
+//!   their numbers and a follower reading `seq > last` never skips one (ARCHITECTURE.md).
 //! - Connection loss is normal: deliveries get 503 (never a 200 not committed), the engine is
 //!   unhealthy, and it reconnects with backoff by itself.
 //!

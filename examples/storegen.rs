@@ -81,13 +81,18 @@ fn db_bytes(path: &std::path::Path) -> u64 {
 
 fn main() {
     let args = Args::parse();
-    let defaults = Settings::default();
-    let settings = Settings {
-        max_departments: defaults
-            .max_departments
-            .max(args.series.div_ceil(ROLES.len() as u64) as usize + 1),
-        ..defaults
-    };
+    // The exporter that opens the store runs with the default settings, so the snapshots are
+    // made under them too: a snapshot made under other settings would be set aside at its start
+    // and the state rebuilt from the retained events, which is not the start to measure.
+    let settings = Settings::default();
+    let departments = args.series.div_ceil(ROLES.len() as u64);
+    if departments > settings.max_departments as u64 {
+        eprintln!(
+            "storegen: {} series need {departments} departments, more than the default limit of {}",
+            args.series, settings.max_departments
+        );
+        std::process::exit(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -17,6 +17,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod layout;
 pub mod logthrottle;
+pub mod niceness;
 pub mod plan;
 pub mod record;
 pub mod run;

@@ -46,6 +46,11 @@ pub struct Sqlite {
     /// writer thread.
     idle: Mutex<Option<(Connection, OnCommit)>>,
     writer: Mutex<Option<Writer>>,
+    /// Taken by every write of this process (the writer's commits, the side connection's
+    /// snapshots and pruning) for the length of its transaction: a commit then waits for the
+    /// side's write to end and starts at once, instead of polling SQLite's busy handler, which
+    /// sleeps up to 100 ms between tries.
+    gate: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -98,6 +103,7 @@ impl Sqlite {
             healthy: Arc::new(AtomicBool::new(true)),
             idle: Mutex::new(Some((conn, on_commit))),
             writer: Mutex::new(None),
+            gate: Arc::default(),
         })
     }
 }
@@ -135,6 +141,7 @@ impl Sqlite {
             healthy: Arc::new(AtomicBool::new(true)),
             idle: Mutex::new(None),
             writer: Mutex::new(None),
+            gate: Arc::default(),
         })
     }
 }
@@ -174,9 +181,10 @@ impl Engine for Sqlite {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
         let answers = Answers::start(sink);
         let healthy = self.healthy.clone();
+        let gate = self.gate.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(conn, rx, answers, on_commit, &healthy))
+            .spawn(move || writer(conn, rx, answers, on_commit, &healthy, &gate))
             .map_err(|source| StoreError::Folder {
                 path: self.path.clone(),
                 source,
@@ -266,6 +274,7 @@ impl Engine for Sqlite {
 
     fn save_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<()> {
         let mut conn = lock(&self.side);
+        let _gate = lock(&self.gate);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO snapshots (seq, created_ms, data) VALUES (?1, ?2, ?3)
@@ -274,11 +283,15 @@ impl Engine for Sqlite {
         )?;
         tx.execute("DELETE FROM snapshots WHERE seq < ?1", [seq as i64])?;
         tx.commit()?;
+        drop(_gate);
+        checkpoint_beside(&conn);
         Ok(())
     }
 
     fn drop_snapshots(&self) -> Result<()> {
-        lock(&self.side).execute("DELETE FROM snapshots", [])?;
+        let conn = lock(&self.side);
+        let _gate = lock(&self.gate);
+        conn.execute("DELETE FROM snapshots", [])?;
         Ok(())
     }
 
@@ -298,13 +311,27 @@ impl Engine for Sqlite {
             return Ok(0);
         };
         let upto = boundary.min(low + batch as i64 - 1);
+        let _gate = lock(&self.gate);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let deleted = tx.execute(
             "DELETE FROM events WHERE seq >= ?1 AND seq <= ?2",
             [low, upto],
         )?;
         tx.commit()?;
+        drop(_gate);
+        checkpoint_beside(&conn);
         Ok(deleted as u64)
+    }
+}
+
+/// Copies the log into the database from the side connection after one of its large writes (a
+/// snapshot, a batch of deletions), so that the writer's next commit does not find the log past
+/// its automatic checkpoint and copy those pages itself while its deliveries wait. A passive
+/// checkpoint never waits for the writer and the writer never waits for it (its own automatic
+/// checkpoint skips while this one runs); a failure only leaves the work to the writer.
+fn checkpoint_beside(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::debug!(error = %e, "storage checkpoint beside the writer failed");
     }
 }
 
@@ -570,6 +597,7 @@ fn next_message(
     conn: &mut Connection,
     rx: &mut mpsc::Receiver<Msg>,
     healthy: &AtomicBool,
+    gate: &Mutex<()>,
 ) -> Option<Option<Msg>> {
     if healthy.load(Ordering::Relaxed) {
         return Some(rx.blocking_recv());
@@ -582,7 +610,11 @@ fn next_message(
             Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
-    match probe(conn) {
+    let probed = {
+        let _gate = lock(gate);
+        probe(conn)
+    };
+    match probed {
         Ok(()) => {
             healthy.store(true, Ordering::Relaxed);
             tracing::info!("storage commits again");
@@ -611,11 +643,12 @@ fn writer(
     answers: Answers,
     on_commit: OnCommit,
     healthy: &AtomicBool,
+    gate: &Mutex<()>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
-        match next_message(&mut conn, &mut rx, healthy) {
+        match next_message(&mut conn, &mut rx, healthy, gate) {
             Some(Some(Msg::Admit(job))) => batch.push(job),
             Some(Some(Msg::Shutdown) | None) => stopping = true,
             None => continue,
@@ -636,7 +669,10 @@ fn writer(
             continue;
         }
         let started = Instant::now();
-        let outcome = commit(&mut conn, &batch);
+        let outcome = {
+            let _gate = lock(gate);
+            commit(&mut conn, &batch)
+        };
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(admissions) => {

@@ -10,7 +10,7 @@
 //!   timeout), and a scrape that needs a new page while all are held waits for one, at most
 //!   half its request timeout, then gets 503.
 //! - So at most [`MAX_PAGES`] encoding threads run, off the threads that answer webhooks, and at a
-//!   lower CPU priority than them (nice [`ENCODE_NICENESS`] on Linux): when the CPU is short,
+//!   lower CPU priority than them (nice [`crate::niceness::BACKGROUND`] on Linux): when the CPU is short,
 //!   webhooks keep their latency and scrapes take longer.
 //! - A page is sent in slices of [`SLICE`] bytes (no copy), and its connection lets the other
 //!   tasks run between two slices ([`PageBody`]): a webhook never waits behind a whole page, only
@@ -27,10 +27,6 @@ use crate::expose::{Exposition, Format, Output};
 
 /// Pages alive at once, all formats together.
 pub const MAX_PAGES: usize = 3;
-
-/// The niceness of an encoding thread: at 10 the scheduler gives a thread answering webhooks
-/// about ten times its share of a busy core.
-pub const ENCODE_NICENESS: i32 = 10;
 
 /// The bytes of a page sent before its connection lets other tasks run.
 pub const SLICE: usize = 128 * 1024;
@@ -211,7 +207,7 @@ impl Pages {
                 let spawned = std::thread::Builder::new()
                     .name("acquire-encode".into())
                     .spawn(move || {
-                        lower_priority();
+                        crate::niceness::lower_this_thread();
                         let mut out = if gzip {
                             Output::gzip()
                         } else {
@@ -253,16 +249,5 @@ impl Pages {
             }
         }
         page.send_replace(Some(result));
-    }
-}
-
-/// Lowers the calling thread's CPU priority to [`ENCODE_NICENESS`] (Linux; a no-op elsewhere or
-/// when refused).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread; failure only leaves the priority as is.
-    unsafe {
-        let thread = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, thread, ENCODE_NICENESS);
     }
 }

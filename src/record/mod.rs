@@ -290,19 +290,21 @@ impl Metrics {
         {
             let mut history = lock(&self.history);
             for (d, hours) in &state.history {
-                for (hour, t) in hours {
-                    history.add(
-                        d,
-                        *hour,
-                        &HourTotals {
-                            arrivals: t.arrivals,
-                            answered: t.answered,
-                            abandoned: t.abandoned,
-                            handle_seconds: t.handle_seconds,
-                            queue_seconds: t.queue_seconds,
-                        },
-                    );
-                }
+                history.add_hours(
+                    d,
+                    hours.iter().map(|(hour, t)| {
+                        (
+                            *hour,
+                            HourTotals {
+                                arrivals: t.arrivals,
+                                answered: t.answered,
+                                abandoned: t.abandoned,
+                                handle_seconds: t.handle_seconds,
+                                queue_seconds: t.queue_seconds,
+                            },
+                        )
+                    }),
+                );
             }
             history.set_covered(state.history_covered);
         }

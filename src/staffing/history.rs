@@ -120,6 +120,50 @@ impl History {
         Self::default()
     }
 
+    /// Adds the department's hours, each `(hour, totals)` as [`History::add`] does, in one bulk
+    /// build of its map where the department has none yet (a snapshot's load).
+    pub fn add_hours(
+        &mut self,
+        department: &str,
+        hours: impl IntoIterator<Item = (i64, HourTotals)>,
+    ) {
+        match self.departments.get_mut(department) {
+            Some(existing) if !existing.is_empty() => {
+                for (hour, totals) in hours {
+                    existing.entry(hour).or_default().merge(&totals);
+                }
+            }
+            _ => {
+                // Summed per hour, as single adds would: a repeated hour merges.
+                let mut sorted: Vec<(i64, HourTotals)> = hours.into_iter().collect();
+                sorted.sort_by_key(|(hour, _)| *hour);
+                let mut merged: Vec<(i64, HourTotals)> = Vec::with_capacity(sorted.len());
+                for (hour, totals) in sorted {
+                    match merged.last_mut() {
+                        Some((last, sum)) if *last == hour => sum.merge(&totals),
+                        _ => merged.push((hour, totals)),
+                    }
+                }
+                let built: BTreeMap<i64, HourTotals> = merged.into_iter().collect();
+                if built.is_empty() {
+                    return;
+                }
+                self.departments.insert(department.to_owned(), built);
+            }
+        }
+        let Some(hours) = self.departments.get(department) else {
+            return;
+        };
+        if let (Some((&first, _)), Some((&last, _))) =
+            (hours.first_key_value(), hours.last_key_value())
+        {
+            self.covered = Some(match self.covered {
+                Some((a, b)) => (a.min(first), b.max(last)),
+                None => (first, last),
+            });
+        }
+    }
+
     /// Adds `totals` to the department's hour (hours since the Unix epoch, UTC).
     pub fn add(&mut self, department: &str, hour: i64, totals: &HourTotals) {
         let hours = match self.departments.get_mut(department) {
@@ -191,7 +235,14 @@ impl History {
     /// memory of a long history to the weeks a plan reads.
     pub fn forget_before(&mut self, hour: i64) {
         for hours in self.departments.values_mut() {
-            *hours = hours.split_off(&hour);
+            // Most calls have nothing to drop: the split, and the drop of the part before it,
+            // only where an hour is older.
+            if hours
+                .first_key_value()
+                .is_some_and(|(first, _)| *first < hour)
+            {
+                *hours = hours.split_off(&hour);
+            }
         }
         self.departments.retain(|_, hours| !hours.is_empty());
     }
@@ -735,6 +786,32 @@ mod tests {
 
     /// 2024-01-01 was a Monday; its midnight UTC in hours since the epoch.
     const MONDAY: i64 = 19_723 * 24;
+
+    #[test]
+    fn hours_added_at_once_equal_hours_added_one_by_one() {
+        let hours = [
+            (MONDAY + 5, totals(2, 1, 1, 60.0, 30.0)),
+            (MONDAY + 1, totals(1, 1, 0, 10.0, 5.0)),
+            (MONDAY + 5, totals(3, 3, 0, 90.0, 9.0)),
+        ];
+        let mut one_by_one = History::new();
+        let mut at_once = History::new();
+        // Department 7 is known before the bulk add, 8 is not.
+        for history in [&mut at_once, &mut one_by_one] {
+            history.add("7", MONDAY, &totals(1, 0, 1, 0.0, 4.0));
+        }
+        for (hour, t) in &hours {
+            one_by_one.add("7", *hour, t);
+            one_by_one.add("8", *hour, t);
+        }
+        at_once.add_hours("7", hours);
+        at_once.add_hours("8", hours);
+        at_once.add_hours("9", []);
+        assert_eq!(
+            at_once, one_by_one,
+            "into a known and into a new department"
+        );
+    }
 
     fn totals(arrivals: u64, answered: u64, abandoned: u64, handle: f64, queue: f64) -> HourTotals {
         HourTotals {

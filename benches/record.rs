@@ -7,7 +7,10 @@ use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
 use acquire_exporter::config::Settings;
+use acquire_exporter::event::{Admitted, ChatEvent, ChatKind};
+use acquire_exporter::record::Metrics;
 use acquire_exporter::record::histogram::{ChatHistogram, Exemplar};
+use acquire_exporter::record::queue::MAX_WAITING;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 fn recording(c: &mut Criterion) {
@@ -44,7 +47,39 @@ fn recording(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+
+    // One chat start into the live queue, with 1,000 chats waiting, and with the queue full
+    // (`MAX_WAITING`), where the start is refused: both cost a lookup, not a scan of the queue.
+    for (name, waiting) in [
+        ("apply_start_1000_waiting", 1_000u64),
+        ("apply_start_queue_full", MAX_WAITING as u64),
+    ] {
+        let metrics = Metrics::new(&Settings::default());
+        for i in 0..waiting {
+            metrics.apply(&start(i));
+        }
+        let mut n = waiting;
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    start(n)
+                },
+                |event| metrics.apply(black_box(&event)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
+}
+
+/// Start event number `i` (one a millisecond, so none expires), with sequence number `i + 1`.
+fn start(i: u64) -> Admitted {
+    let mut event = ChatEvent::empty(ChatKind::Start, &format!("chat-{i}"));
+    event.account_id = "10111".into();
+    event.department_id = (100 + i % 50).to_string();
+    event.received_ms = 1_700_000_000_000 + i as i64;
+    Admitted { seq: i + 1, event }
 }
 
 criterion_group!(benches, recording);

@@ -272,6 +272,33 @@ fn refused_start(args: &[&str]) -> (Option<i32>, String) {
 }
 
 #[test]
+fn a_database_file_that_is_empty_or_not_a_database_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acquire-exporter.sqlite");
+    for (case, contents, says) in [
+        ("empty", &b""[..], "is empty"),
+        (
+            "not a database",
+            &b"these bytes are not a SQLite database, whatever the name says"[..],
+            "not a database",
+        ),
+    ] {
+        std::fs::write(&file, contents).unwrap();
+        let (code, stderr) = refused_start(&[&format!("--storage.path={}", dir.path().display())]);
+        assert_eq!(code, Some(1), "{case}: {stderr}");
+        assert!(
+            stderr.contains(&file.display().to_string()) && stderr.contains(says),
+            "{case}: the error names the file and what is wrong with it: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            contents,
+            "{case}: the file is left as it was"
+        );
+    }
+}
+
+#[test]
 fn a_secret_file_of_only_whitespace_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let blank = dir.path().join("blank");

@@ -49,8 +49,11 @@ pub struct Sqlite {
     /// Taken by every write of this process (the writer's commits, the side connection's
     /// snapshots and pruning) for the length of its transaction: a commit then waits for the
     /// side's write to end and starts at once, instead of polling SQLite's busy handler, which
-    /// sleeps up to 100 ms between tries.
-    gate: Arc<Mutex<()>>,
+    /// sleeps up to 100 ms between tries. Fair where it matters: the writer hands it over at each
+    /// release to a side write that waits, which a continuous stream of commits would otherwise
+    /// keep waiting for good (pruning ran at 1,400 events a second under 16,000 deliveries a
+    /// second with a plain mutex).
+    gate: Arc<parking_lot::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -274,7 +277,7 @@ impl Engine for Sqlite {
 
     fn save_snapshot(&self, seq: Seq, bytes: &[u8]) -> Result<()> {
         let mut conn = lock(&self.side);
-        let _gate = lock(&self.gate);
+        let _gate = self.gate.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO snapshots (seq, created_ms, data) VALUES (?1, ?2, ?3)
@@ -290,7 +293,7 @@ impl Engine for Sqlite {
 
     fn drop_snapshots(&self) -> Result<()> {
         let conn = lock(&self.side);
-        let _gate = lock(&self.gate);
+        let _gate = self.gate.lock();
         conn.execute("DELETE FROM snapshots", [])?;
         Ok(())
     }
@@ -311,7 +314,7 @@ impl Engine for Sqlite {
             return Ok(0);
         };
         let upto = boundary.min(low + batch as i64 - 1);
-        let _gate = lock(&self.gate);
+        let _gate = self.gate.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let deleted = tx.execute(
             "DELETE FROM events WHERE seq >= ?1 AND seq <= ?2",
@@ -597,7 +600,7 @@ fn next_message(
     conn: &mut Connection,
     rx: &mut mpsc::Receiver<Msg>,
     healthy: &AtomicBool,
-    gate: &Mutex<()>,
+    gate: &parking_lot::Mutex<()>,
 ) -> Option<Option<Msg>> {
     if healthy.load(Ordering::Relaxed) {
         return Some(rx.blocking_recv());
@@ -611,7 +614,7 @@ fn next_message(
         }
     }
     let probed = {
-        let _gate = lock(gate);
+        let _gate = gate.lock();
         probe(conn)
     };
     match probed {
@@ -643,7 +646,7 @@ fn writer(
     answers: Answers,
     on_commit: OnCommit,
     healthy: &AtomicBool,
-    gate: &Mutex<()>,
+    gate: &parking_lot::Mutex<()>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
@@ -670,8 +673,10 @@ fn writer(
         }
         let started = Instant::now();
         let outcome = {
-            let _gate = lock(gate);
-            commit(&mut conn, &batch)
+            let held = gate.lock();
+            let outcome = commit(&mut conn, &batch);
+            parking_lot::MutexGuard::unlock_fair(held);
+            outcome
         };
         let seconds = started.elapsed().as_secs_f64();
         match outcome {

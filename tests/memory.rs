@@ -1,16 +1,19 @@
 //! Memory does not grow with the number of events, in either storage mode: resident memory
 //! after N and after 2N deliveries into the same series, over HTTP against the real binary.
 //! The bound is generous (the measured figures are in BENCHMARKS.md: about 600 KiB from 100,000
-//! to 200,000 events), yet a store or a recorder that kept 64 bytes per event would exceed it.
-
+//! to 200,000 events): it leaves room for the one doubling of the bounded set of finished chats
+//! (at most 200,000 ids, `record::queue::MAX_FINISHED`, remembered to ignore late starts) that
+//! 50,000 new chats always cross, about 3 MiB of hash table, yet a store or a recorder that kept
+//! 128 bytes per event would exceed it.
 mod common;
 
 use common::{Exporter, close_event, sample};
 
 /// Deliveries per step: each step adds as many events as the first.
 const N: usize = 50_000;
-/// Growth allowed from N to 2N events.
-const BOUND_KIB: u64 = 3 * 1024;
+/// Growth allowed from N to 2N events: 3 MiB of slack and one doubling of the finished chats'
+/// table.
+const BOUND_KIB: u64 = 6 * 1024;
 
 /// Closes `from..to` over 100 series (25 departments, 4 roles), every one a new chat.
 fn closes(from: usize, to: usize) -> Vec<Vec<u8>> {

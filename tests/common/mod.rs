@@ -55,9 +55,32 @@ pub fn exporter_command_on(addr: &str, args: &[&str]) -> Command {
     command
 }
 
-/// A free port on the loopback (bound and released), for a server that must keep its address
-/// across restarts.
+/// A free port on the loopback, for a server that must keep its address across restarts.
+///
+/// It is bound and released, so some other process may take it before the server does; to make
+/// that unlikely it is drawn at random from below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), where no `bind(:0)` and no outgoing connection lands, as
+/// a port the kernel handed out and released could be handed out again at once.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    for _ in 0..200 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        let port = low + (hasher.finish() % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -135,6 +135,15 @@ impl Postgres {
             port: free_port(),
             settings: settings.iter().map(|s| s.to_string()).collect(),
         };
+        // The port was free when it was drawn; should another process take it first, the
+        // first start draws another (a restart keeps its port: the exporters know it).
+        for _ in 0..4 {
+            match pg.try_resume() {
+                Ok(()) => return pg,
+                Err(log) if log.contains("Address already in use") => pg.port = free_port(),
+                Err(log) => panic!("postgres exited: {log}"),
+            }
+        }
         pg.resume();
         pg
     }
@@ -173,6 +182,13 @@ impl Postgres {
     /// Start the server again (after [`Self::stop`] or [`Self::kill`]) on the same port and
     /// wait until it accepts connections.
     pub fn resume(&mut self) {
+        if let Err(log) = self.try_resume() {
+            panic!("postgres exited: {log}");
+        }
+    }
+
+    /// [`Self::resume`], or the server's log when it exited before it accepted connections.
+    fn try_resume(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "already running");
         let mut cmd = as_owner(Command::new(self.bin.join("postgres")), self.owner);
         cmd.arg("-D")
@@ -196,14 +212,15 @@ impl Postgres {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("postgres exited ({status}): {}", self.log());
+                self.child = None;
+                return Err(format!("({status}) {}", self.log()));
             }
             let ready = Command::new(self.bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
                 .status()
                 .expect("pg_isready");
             if ready.success() {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,

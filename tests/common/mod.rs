@@ -69,14 +69,11 @@ pub fn free_port() -> u16 {
         .unwrap_or(32768);
     let (low, high) = (10_000u16, ephemeral_low.max(10_001));
     for _ in 0..200 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        let port = low + (hasher.finish() % u64::from(high - low)) as u16;
+        // Each `RandomState` has keys of its own: the hash of nothing is a fresh random number.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = low + (random % u64::from(high - low)) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

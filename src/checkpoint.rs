@@ -8,7 +8,9 @@
 //! - **Snapshots** ([`Worker`]): every so many events or so much time, a thread of its own
 //!   rebuilds the state at the newest event from the last snapshot and the events after it, off
 //!   the hot path (the live state is never paused or copied), and the store keeps it at that
-//!   event's sequence number, atomically.
+//!   event's sequence number, atomically. Over a shared store only the replica that keeps
+//!   the snapshots ([`Engine::maintains`]) builds them; the others check again when the next
+//!   is due.
 //! - **Retention**: after each snapshot, raw events older than the retention and covered by
 //!   the snapshot are deleted in small batches; the snapshot keeps their contribution, so no
 //!   counter goes down. De-duplication holds for the retention.
@@ -192,6 +194,7 @@ impl Worker {
                     settings,
                     policy,
                     snapshot,
+                    deferred: 0,
                     report,
                 };
                 worker.run(&flag);
@@ -215,7 +218,10 @@ struct Run {
     engine: Arc<dyn Engine>,
     settings: Settings,
     policy: Policy,
+    /// The newest snapshot this process wrote or loaded.
     snapshot: Option<Seq>,
+    /// The newest event when another replica was found keeping the snapshots.
+    deferred: Seq,
     report: Arc<dyn Report>,
 }
 
@@ -231,7 +237,7 @@ impl Run {
                     continue;
                 }
             };
-            let covered = self.snapshot.unwrap_or(0);
+            let covered = self.snapshot.unwrap_or(0).max(self.deferred);
             let behind = last.saturating_sub(covered);
             let due = behind >= self.policy.every_events
                 || (behind > 0 && since.elapsed() >= self.policy.interval);
@@ -239,6 +245,20 @@ impl Run {
                 continue;
             }
             since = Instant::now();
+            match self.engine.maintains() {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Another replica keeps the snapshots of this store: nothing to build until
+                    // the next is due, when the role may have become free.
+                    self.deferred = last;
+                    continue;
+                }
+                Err(e) => {
+                    self.report.snapshot_failed();
+                    tracing::warn!(error = %e, "could not learn whether this replica keeps the snapshots; the next try is due at the next interval");
+                    continue;
+                }
+            }
             match write_snapshot_in_background(&*self.engine, &self.settings, last) {
                 Ok((seq, bytes)) => {
                     self.report

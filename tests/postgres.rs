@@ -1,7 +1,8 @@
 //! Replicas over a real PostgreSQL, through the real binary: the server stopped during a load,
 //! a replica killed with SIGKILL during a load (with a real Prometheus scraping both replicas),
-//! identical deliveries to both replicas at once, a replica that starts late, TLS, and the URL
-//! kept out of the process listing.
+//! identical deliveries to both replicas at once, a replica that starts late, one replica
+//! building the snapshots and another taking over, TLS, and the URL kept out of the process
+//! listing.
 
 mod common;
 #[path = "common/postgres.rs"]
@@ -448,6 +449,73 @@ fn identical_deliveries_to_both_replicas_at_once_are_counted_once() {
     assert_eq!(
         server.count("acquire", "SELECT count(*) FROM acquire_events"),
         CHATS as i64
+    );
+}
+
+/// Snapshots a replica has written.
+fn snapshots(e: &Exporter) -> f64 {
+    sample(&e.metrics(), "acquire_exporter_storage_snapshots_total").unwrap_or(0.0)
+}
+
+#[test]
+fn one_replica_builds_the_snapshots_and_another_takes_over_when_it_is_gone() {
+    let server = pg::Postgres::start();
+    server.create_database("acquire");
+    let url = server.url("acquire");
+    let flags = ["--storage.snapshot-every=10"];
+    let replicas = [replica(&url, &flags), replica(&url, &flags)];
+    for i in 0..200 {
+        let r = &replicas[i % 2];
+        assert_eq!(r.post_json(&body(&format!("snap-{i}"))).0, 200);
+    }
+    wait_until(
+        "a replica writes snapshots",
+        Duration::from_secs(20),
+        || replicas.iter().map(snapshots).sum::<f64>() >= 2.0,
+    );
+    // The worker of the other looked as often, found the role taken and built nothing.
+    let written: Vec<f64> = replicas.iter().map(snapshots).collect();
+    let keeper = written.iter().position(|n| *n > 0.0).unwrap();
+    assert_eq!(
+        written[1 - keeper],
+        0.0,
+        "only one replica builds: {written:?}"
+    );
+    let failures = |e: &Exporter| {
+        sample(
+            &e.metrics(),
+            "acquire_exporter_storage_snapshot_failures_total",
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(failures(&replicas[1 - keeper]), 0.0);
+    assert_eq!(
+        server.count("acquire", "SELECT count(*) FROM acquire_snapshots"),
+        1
+    );
+
+    // The keeper is lost; its lock goes with its connection, and the other takes the role at
+    // its next due snapshot.
+    let [a, b] = replicas;
+    let survivor = if keeper == 0 {
+        a.kill9();
+        b
+    } else {
+        b.kill9();
+        a
+    };
+    let before = server.count("acquire", "SELECT max(seq) FROM acquire_snapshots");
+    for i in 0..20 {
+        assert_eq!(survivor.post_json(&body(&format!("after-{i}"))).0, 200);
+    }
+    wait_until(
+        "the survivor writes snapshots",
+        Duration::from_secs(20),
+        || snapshots(&survivor) >= 1.0,
+    );
+    assert!(
+        server.count("acquire", "SELECT max(seq) FROM acquire_snapshots") > before,
+        "the survivor's snapshot covers the events after the keeper's"
     );
 }
 

@@ -166,6 +166,13 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// How many events the store holds.
     fn events_held(&self) -> Result<u64>;
 
+    /// Whether this process is the one that writes the snapshots and prunes: always for a
+    /// store of its own; for a shared one, the one replica holding that role (taken when it is
+    /// free). The others need not build snapshots that would not be kept.
+    fn maintains(&self) -> Result<bool> {
+        Ok(true)
+    }
+
     /// The newest complete snapshot, if any.
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>>;
 

@@ -400,6 +400,11 @@ impl Engine for Postgres {
         Ok(self.scalar("SELECT count(*) FROM acquire_events")? as u64)
     }
 
+    /// True on the replica whose maintenance connection holds the lock; a free lock is taken.
+    fn maintains(&self) -> Result<bool> {
+        self.maintain(|m| Box::pin(m.leads()))
+    }
+
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>> {
         self.maintain(|m| Box::pin(m.load()))
     }

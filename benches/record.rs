@@ -8,9 +8,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use acquire_exporter::config::Settings;
 use acquire_exporter::event::{Admitted, ChatEvent, ChatKind};
-use acquire_exporter::record::Metrics;
 use acquire_exporter::record::histogram::{ChatHistogram, Exemplar};
 use acquire_exporter::record::queue::MAX_WAITING;
+use acquire_exporter::record::snapshot;
+use acquire_exporter::record::{Clock, Metrics};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 fn recording(c: &mut Criterion) {
@@ -78,6 +79,42 @@ fn recording(c: &mut Criterion) {
     group.finish();
 }
 
+/// A snapshot's fixed costs, which the worker pays once per snapshot on top of applying the
+/// events since the last one: the state of 1,000 series with five weeks of hour-of-week
+/// history (one close a series an hour over 35 days), exported and encoded, then decoded and
+/// imported as the next rebuild starts.
+fn snapshots(c: &mut Criterion) {
+    const SERIES: u64 = 1_000;
+    const HOURS: u64 = 35 * 24;
+    let settings = common::settings_for(SERIES as usize);
+    let metrics = Metrics::new(&settings);
+    let start_ms = 1_700_000_000_000i64;
+    for i in 0..SERIES * HOURS {
+        let mut admitted = common::admitted_close(i, SERIES);
+        admitted.event.received_ms =
+            start_ms + (i / SERIES) as i64 * 3_600_000 + (i % SERIES) as i64;
+        metrics.apply(&admitted);
+    }
+    let bytes = snapshot::encode(&metrics.export());
+    println!(
+        "snapshot of {SERIES} series over {HOURS} hours: {} bytes",
+        bytes.len()
+    );
+
+    let mut group = c.benchmark_group("snapshot");
+    group.sample_size(20);
+    group.bench_function("export_encode_1000_series_5_weeks", |b| {
+        b.iter(|| snapshot::encode(&black_box(&metrics).export()))
+    });
+    group.bench_function("decode_import_1000_series_5_weeks", |b| {
+        b.iter(|| {
+            let state = snapshot::decode(black_box(&bytes)).expect("a snapshot");
+            Metrics::import(&settings, Clock::new(|| 0.0), &state).expect("same settings")
+        })
+    });
+    group.finish();
+}
+
 /// Start event number `i` (one a millisecond, so none expires), with sequence number `i + 1`.
 fn start(i: u64) -> Admitted {
     let mut event = ChatEvent::empty(ChatKind::Start, &format!("chat-{i}"));
@@ -95,5 +132,5 @@ fn close(i: u64) -> Admitted {
     admitted
 }
 
-criterion_group!(benches, recording);
+criterion_group!(benches, recording, snapshots);
 criterion_main!(benches);

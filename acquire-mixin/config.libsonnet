@@ -98,6 +98,8 @@
       replicaDownFor: '5m',
       storageWindow: '5m',
       storageFor: '5m',
+      // Snapshots fail and none succeeds within this window: pruning waits, the store grows.
+      snapshotsWindow: '1h',
       restartsWindow: '1h',
       maxRestarts: 2,
       maxFdsShare: 0.8,

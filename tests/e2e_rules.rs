@@ -117,6 +117,13 @@ const ALERTS: &[AlertCheck] = &[
     fires("AcquireExporterReplicaDown", "exporter"),
     // Fires while one replica's store is locked (checked then).
     fires("AcquireExporterStorageFailing", "exporter"),
+    // Both replicas' stores take their snapshots.
+    quiet(
+        "AcquireExporterSnapshotsFailing",
+        "exporter",
+        &[r#"increase(acquire_exporter_storage_snapshot_failures_total{job="acquire"}[1h])"#],
+        &[],
+    ),
     quiet(
         "AcquireExporterRestarting",
         "exporter",

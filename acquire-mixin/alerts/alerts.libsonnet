@@ -399,6 +399,17 @@ local p = import '../lib/promql.libsonnet';
             |||, },
           alert(
             'exporter',
+            'AcquireExporterSnapshotsFailing',
+            'warning',
+            'increase(acquire_exporter_storage_snapshot_failures_total%s[%s]) > 0\nunless\nincrease(acquire_exporter_storage_snapshots_total%s[%s]) > 0\n' % [sel(), p.normal(e.snapshotsWindow), sel(), p.normal(e.snapshotsWindow)],
+            'The acquire-exporter {{ $labels.instance }} of {{ $labels.job }} cannot write snapshots',
+            'The acquire-exporter {{ $labels.instance }} of {{ $labels.job }} failed to write a snapshot of its state {{ $value | humanize }} times in the last %s and wrote none: raw events are not pruned, so the store grows, and a restart replays every event since the last snapshot.' % p.normal(e.snapshotsWindow),
+          ) + { help:: |||
+              Snapshots fail and none succeeded within the window: webhooks are still stored and
+              counted, but retention waits for a snapshot, so the store grows and starts get slower.
+            |||, },
+          alert(
+            'exporter',
             'AcquireExporterRestarting',
             'warning',
             'changes(process_start_time_seconds%s[%s]) > %d\n' % [sel(), p.normal(e.restartsWindow), e.maxRestarts],

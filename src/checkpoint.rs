@@ -254,7 +254,9 @@ impl Run {
                     continue;
                 }
                 Err(e) => {
-                    self.report.snapshot_failed();
+                    // Not a snapshot failure: none was attempted, and the replicas that do not
+                    // keep the snapshots would count one they never owed. The store's own
+                    // failures show in its webhooks' answers.
                     tracing::warn!(error = %e, "could not learn whether this replica keeps the snapshots; the next try is due at the next interval");
                     continue;
                 }

@@ -681,10 +681,9 @@ fn the_rules_evaluate_on_a_real_prometheus_and_the_alerts_fire_as_documented() {
         let q = format!(
             r#"sum(rate(acquire_chat_wait_time_seconds_count{{instance="{target}",department="12"}}[5m]))"#
         );
-        let data = prometheus
-            .api("/api/v1/query", &[("query", &q), ("time", &at)])
+        let rows = prometheus
+            .query_at(&q, &at)
             .unwrap_or_else(|e| panic!("{q}: {e}"));
-        let rows = data["result"].as_array().cloned().unwrap_or_default();
         assert_eq!(rows.len(), 1, "{q} at {at}: {rows:?}");
         value(&rows[0])
     };

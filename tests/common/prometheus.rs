@@ -147,6 +147,13 @@ impl Prometheus {
         Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 
+    /// [`Prometheus::query`] evaluated at `time` (seconds since the epoch, as the API spells
+    /// it) instead of now.
+    pub fn query_at(&self, expr: &str, time: &str) -> Result<Vec<serde_json::Value>, String> {
+        let data = self.api("/api/v1/query", &[("query", expr), ("time", time)])?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+
     /// Wait until `expr` returns a non-empty result; the result.
     pub fn wait_for(&self, expr: &str, timeout: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + timeout;
